@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test: set up, then
+#   1. release build + CTest (unit, corpus, JAX parity, CLI end to end, 1 GB mapping RSS);
+#   2. the Python suite (exporter, reference models, fixtures);
+#   3. ASan/UBSan build + CTest;
+#   4. libFuzzer over the safetensors parser (clang, ASan/UBSan), bounded in time.
+# BF_FUZZ_SECONDS (default 60) bounds the fuzz run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+jobs=$(nproc)
+
+echo "== release build and tests"
+scripts/build.sh build
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== python tests"
+.venv/bin/python -m pytest python/tests -q
+
+echo "== ASan/UBSan build and tests"
+scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBF_SANITIZE=address,undefined
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== fuzzing the safetensors parser for ${BF_FUZZ_SECONDS:-60} s"
+[ -f build-fuzz/build.ninja ] ||
+  CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBF_BUILD_FUZZERS=ON -DBF_BUILD_TESTS=OFF >/dev/null
+cmake --build build-fuzz --target bf_safetensors_fuzz
+corpus=$(mktemp -d)  # libFuzzer adds what it finds to the first directory: keep the seeds clean
+build-fuzz/tests/fuzz/bf_safetensors_fuzz -max_total_time="${BF_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+  -print_final_stats=1 "$corpus" tests/fuzz/seeds 2>&1 | tail -n 15
+rm -rf "$corpus"
+echo "== all tests passed"
