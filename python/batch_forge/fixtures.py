@@ -10,7 +10,10 @@ exactly which inputs the reference saw. Each file is an aligned safetensors file
     batch_forge.fixture.tolerance  JSON {"atol": a, "rtol": r}: pass if |got-want| <= a + r*|want|
 
 Usage: python -m batch_forge.fixtures --op rms_norm --seed 0 --out rms_norm.safetensors
+       python -m batch_forge.fixtures --all --seed 0 --out-dir build/fixtures   # <op>.safetensors each
        python -m batch_forge.fixtures --list
+
+Fixture functions live in batch_forge/fixture_ops/<group>.py, registered with @fixtures.op(name).
 """
 
 from __future__ import annotations
@@ -53,62 +56,38 @@ class Fixture:
 _OPS: dict[str, Callable[[int], Fixture]] = {}
 
 
-def _op(name: str):
+def op(name: str):
+    """Registers a fixture function `fn(seed) -> Fixture` under `name` (one module per op group
+    in batch_forge/fixture_ops/, all imported below)."""
     def decorate(fn):
+        if name in _OPS:
+            raise ValueError(f"fixture op {name!r} registered twice")
         _OPS[name] = fn
         return fn
     return decorate
 
 
-def _f32(a) -> np.ndarray:
+def f32(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
-@_op("rms_norm")
-def _rms_norm(seed: int) -> Fixture:
-    rng = np.random.default_rng(seed)
-    x = _f32(rng.standard_normal((7, 96)) * 2.0)  # [7, 96]: odd row count on purpose
-    weight = _f32(1.0 + 0.2 * rng.standard_normal(96))  # [96]
-    eps = 1e-5
-    norm = eqx.nn.RMSNorm(96, eps=eps, use_bias=False)
-    norm = eqx.tree_at(lambda n: n.weight, norm, jnp.asarray(weight))
-    y = jax.vmap(norm)(jnp.asarray(x))  # [7, 96]
-    return Fixture("rms_norm", seed, {"x": x, "weight": weight}, {"y": _f32(y)},
-                   {"eps": eps}, atol=1e-5, rtol=1e-5)
-
-
-@_op("softmax")
-def _softmax(seed: int) -> Fixture:
-    rng = np.random.default_rng(seed)
-    x = _f32(rng.standard_normal((5, 67)) * 30.0)  # [5, 67]: large logits, needs max-subtraction
-    x[1, 3] = 120.0  # exp(120) overflows f32 without the max trick
-    y = jax.nn.softmax(jnp.asarray(x), axis=-1)  # [5, 67]
-    return Fixture("softmax", seed, {"x": x}, {"y": _f32(y)}, {"axis": -1},
-                   atol=1e-6, rtol=1e-5)
-
-
-@_op("layer_norm")
-def _layer_norm(seed: int) -> Fixture:
-    rng = np.random.default_rng(seed)
-    x = _f32(rng.standard_normal((6, 80)) * 1.5 + 3.0)  # [6, 80]: non-zero mean
-    weight = _f32(1.0 + 0.2 * rng.standard_normal(80))  # [80]
-    bias = _f32(0.1 * rng.standard_normal(80))  # [80]
-    eps = 1e-5
-    norm = eqx.nn.LayerNorm(80, eps=eps)
-    norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm,
-                       (jnp.asarray(weight), jnp.asarray(bias)))
-    y = jax.vmap(norm)(jnp.asarray(x))  # [6, 80]
-    return Fixture("layer_norm", seed, {"x": x, "weight": weight, "bias": bias},
-                   {"y": _f32(y)}, {"eps": eps}, atol=1e-5, rtol=1e-5)
+def _load_op_modules() -> None:
+    import importlib
+    import pkgutil
+    from . import fixture_ops
+    for info in pkgutil.iter_modules(fixture_ops.__path__):
+        importlib.import_module(f"{fixture_ops.__name__}.{info.name}")
 
 
 def ops() -> list[str]:
+    if not _OPS:
+        _load_op_modules()
     return sorted(_OPS)
 
 
 def make_fixture(op: str, seed: int) -> Fixture:
     """Compute a fixture in float32 on the CPU backend."""
-    if op not in _OPS:
+    if op not in ops():
         raise ValueError(f"unknown fixture op {op!r} (known: {', '.join(ops())})")
     jax.config.update("jax_enable_x64", False)
     with jax.default_device(jax.devices("cpu")[0]):
@@ -130,15 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--op", help="fixture op name (see --list)")
     p.add_argument("--seed", type=int, default=0, help="numpy default_rng seed (default 0)")
     p.add_argument("--out", help="output .safetensors path")
+    p.add_argument("--all", action="store_true", help="write every op's fixture into --out-dir")
+    p.add_argument("--out-dir", help="directory for --all (files named <op>.safetensors)")
     p.add_argument("--list", action="store_true", help="print the known ops and exit")
     args = p.parse_args(argv)
     jax.config.update("jax_platforms", "cpu")  # fresh process: pin the reference to the CPU
     if args.list:
         print("\n".join(ops()))
         return 0
+    if args.all:
+        if not args.out_dir:
+            p.error("--all needs --out-dir")
+        for name in ops():
+            write_fixture(name, args.seed, Path(args.out_dir) / f"{name}.safetensors")
+        print(f"wrote {len(ops())} fixtures into {args.out_dir}: {', '.join(ops())}")
+        return 0
     if not args.op or not args.out:
-        p.error("--op and --out are required (or --list)")
-    if args.op not in _OPS:
+        p.error("--op and --out are required (or --all, or --list)")
+    if args.op not in ops():
         print(f"error: unknown fixture op {args.op!r} (known: {', '.join(ops())})",
               file=sys.stderr)
         return 2
@@ -149,4 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module, not this __main__ copy: fixture_ops register their
+    # functions into batch_forge.fixtures.
+    from batch_forge import fixtures as _package_module
+    sys.exit(_package_module.main())

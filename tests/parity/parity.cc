@@ -1,6 +1,5 @@
 #include "parity.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "batch_forge/core/error.h"
@@ -49,30 +48,6 @@ std::vector<float> Fixture::input(std::string_view name, std::vector<int64_t>* d
 }
 std::vector<float> Fixture::output(std::string_view name, std::vector<int64_t>* dims) const {
   return read_f32(cat("output.", name), dims);
-}
-
-::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& want, Tolerance tol) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure() << "sizes differ: got " << got.size() << ", want " << want.size();
-  double max_abs = 0, max_rel = 0, worst_excess = 0;
-  size_t worst = 0, n_bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double g = got[i], w = want[i];
-    const bool both_nan = std::isnan(g) && std::isnan(w);
-    const double err = both_nan ? 0 : std::abs(g - w);
-    const double allowed = tol.atol + tol.rtol * std::abs(w);
-    max_abs = std::max(max_abs, err);
-    if (w != 0) max_rel = std::max(max_rel, err / std::abs(w));
-    if (!(err <= allowed)) {  // also catches a NaN on one side only
-      ++n_bad;
-      const double excess = std::isnan(err) ? INFINITY : err - allowed;
-      if (n_bad == 1 || excess > worst_excess) worst_excess = excess, worst = i;
-    }
-  }
-  if (n_bad == 0) return ::testing::AssertionSuccess() << "max abs err " << max_abs << ", max rel err " << max_rel;
-  return ::testing::AssertionFailure() << n_bad << " of " << got.size() << " elements outside atol " << tol.atol
-                                       << " + rtol " << tol.rtol << "; worst at index " << worst << ": got "
-                                       << got[worst] << ", JAX " << want[worst] << " (max abs err " << max_abs << ")";
 }
 
 }  // namespace bf::parity

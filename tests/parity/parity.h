@@ -12,13 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "batch_forge/io/safetensors.h"
+#include "support/all_close.h"
 
 namespace bf::parity {
 
-struct Tolerance {
-  double atol = 0;
-  double rtol = 0;
-};
+using testing::all_close;
+using testing::Tolerance;
 
 class Fixture {
  public:
@@ -43,8 +42,5 @@ class Fixture {
   Tolerance tolerance_;
 };
 
-// Element-wise |got − want| ≤ atol + rtol·|want| (numpy.allclose's rule); NaN matches NaN only.
-// The failure message names the worst element, its index, both values and the max errors.
-::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& want, Tolerance tol);
 
 }  // namespace bf::parity

@@ -1,0 +1,16 @@
+// Linear layer: y[m, n] = x[m, k] · W[n, k]ᵀ (+ bias[n]), W stored as Equinox holds it (out, in).
+#pragma once
+
+#include "batch_forge/core/tensor.h"
+
+namespace bf {
+
+struct LinearArgs {
+  ConstTensorView x;       // [m, k] f32, rows contiguous
+  ConstTensorView weight;  // [n, k]: f32, f16, bf16, q8_0, q4_0, nf4 (blocks along k) or f8_e4m3
+  ConstTensorView scale;   // [n] f32 per-row scale for f8_e4m3 weights; empty (data == nullptr) otherwise
+  ConstTensorView bias;    // [n] f32, or empty
+  TensorView y;            // [m, n] f32, rows contiguous; overwritten
+};
+
+}  // namespace bf

@@ -1,0 +1,1 @@
+"""Fixture functions, one module per op group; batch_forge.fixtures imports them all."""
