@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace bf::app {
 
@@ -13,6 +14,26 @@ struct InspectOptions {
 // Exit 0: a valid file (a valid model, for a file with batch_forge metadata); 1: the file reads
 // but is not a valid model (problems are listed); errors from the loader propagate.
 int run_inspect(const InspectOptions& options);
+
+struct QuantizeOptions {
+  std::string input;
+  std::string output;
+  std::string scheme;  // q8_0 | q4_0 | nf4 | fp8_e4m3
+};
+// Writes OUT: IN with its eligible weights quantized (docs/quantization.md), byte-identical to
+// python -m batch_forge.quant on the same input.
+int run_quantize(const QuantizeOptions& options);
+
+struct BenchOptions {
+  std::string kernels = "auto";  // auto | vendor | custom
+  std::vector<std::string> groups;
+  int threads = 0;
+  std::string isa;
+  bool quick = false;
+  bool json = false;
+  std::string json_path;  // --json FILE; "-" or empty with json: stdout
+};
+int run_bench(const BenchOptions& options);
 
 struct DefaultRunOptions {
   std::string model;  // empty: $BATCH_FORGE_MODEL, else models/default.safetensors

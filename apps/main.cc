@@ -31,11 +31,36 @@ int main(int argc, char** argv) {
   inspect->add_option("file", inspect_options.path, "A .safetensors file")->required();
   inspect->add_flag("--json", inspect_options.json, "Print one JSON object instead of the table");
 
+  bf::app::QuantizeOptions quantize_options;
+  CLI::App* quantize = app.add_subcommand(
+      "quantize", "Quantize a model's weights (rank-2 float tensors, blocks along the input axis): IN → OUT");
+  quantize->add_option("input", quantize_options.input, "Input .safetensors (f32/f16/bf16 weights)")->required();
+  quantize->add_option("output", quantize_options.output, "Output .safetensors")->required();
+  quantize->add_option("--scheme", quantize_options.scheme, "Weight format")
+      ->required()
+      ->check(CLI::IsMember({"q8_0", "q4_0", "nf4", "fp8_e4m3"}));
+
+  bf::app::BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Benchmark our kernels beside the vendor library (OpenBLAS) against this machine's roofline");
+  bench->add_option("--kernels", bench_options.kernels, "Force a side: auto (both), vendor or custom")
+      ->check(CLI::IsMember({"auto", "vendor", "custom"}));
+  bench->add_option("--group", bench_options.groups, "Only these groups (linear, attention, ...)");
+  bench->add_option("--threads", bench_options.threads, "Threads (default: the cores this process may use)");
+  bench->add_option("--isa", bench_options.isa, "CPU kernels: avx512, avx2 or scalar (default: best)");
+  bench->add_flag("--quick", bench_options.quick, "Fewer shapes, shorter timing");
+  bench->add_option("--json", bench_options.json_path, "Also write JSON records to FILE ('-': stdout only)")
+      ->expected(0, 1)
+      ->default_str("-");
+
   CLI11_PARSE(app, argc, argv);
+  bench_options.json = bench->count("--json") > 0;
   if (verbose) bf::set_log_level(bf::LogLevel::kDebug);
 
   try {
     if (*inspect) return bf::app::run_inspect(inspect_options);
+    if (*quantize) return bf::app::run_quantize(quantize_options);
+    if (*bench) return bf::app::run_bench(bench_options);
     return bf::app::run_default(run_options);
   } catch (const bf::Error& e) {
     std::fprintf(stderr, "batch_forge: %s\n", e.what());
