@@ -1,5 +1,6 @@
-// `batch_forge` with no arguments. Today: open the default model, check it completely and show
-// it. Generation through the async loop and the benchmark table join this run as issues 3-5 land.
+// `batch_forge` with no arguments: open the default model, check it completely and show it, then
+// print the benchmark table (quick mode). Generation through the async loop joins this run with
+// the transformer and server issues.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include "batch_forge/core/error.h"
 #include "batch_forge/core/thread_pool.h"
 #include "batch_forge/models/model.h"
+#include "bench/bench.h"
 #include "commands.h"
 
 namespace bf::app {

@@ -43,6 +43,9 @@ struct Context {
   KernelPreference kernels;   // what the user forced; a group runs the vendor and custom sides it
                               // is allowed to (auto: both, for the speedup column)
   bool quick = false;         // fewer shapes and repetitions (the no-argument run, tests)
+
+  bool run_vendor() const { return kernels != KernelPreference::kCustom; }
+  bool run_custom() const { return kernels != KernelPreference::kVendor; }
 };
 
 using Group = std::function<void(Context&, std::vector<Record>&)>;

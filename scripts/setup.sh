@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build g++ git pkg-config time  # build; `time` measures peak RSS in docs/benchmarks
   clang libclang-rt-14-dev                   # libFuzzer + sanitizer runtimes for the fuzz build
   libgtest-dev                               # GoogleTest (C++ tests through CTest)
-  libopenblas-serial-dev                     # the vendor BLAS of the CPU backend (serial: our pool threads it)
+  libopenblas-pthread-dev                    # the vendor BLAS of the CPU backend (pinned to 1 thread: our pool threads it)
   libcli11-dev                               # the CLI's argument parsing
   nlohmann-json3-dev                         # JSON (safetensors headers, configs)
   python3 python3-venv                       # the exporter and the JAX reference

@@ -71,7 +71,14 @@ def f32(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
+_modules_loaded = False
+
+
 def _load_op_modules() -> None:
+    global _modules_loaded
+    if _modules_loaded:
+        return
+    _modules_loaded = True
     import importlib
     import pkgutil
     from . import fixture_ops
@@ -80,8 +87,7 @@ def _load_op_modules() -> None:
 
 
 def ops() -> list[str]:
-    if not _OPS:
-        _load_op_modules()
+    _load_op_modules()
     return sorted(_OPS)
 
 

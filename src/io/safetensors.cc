@@ -335,7 +335,8 @@ SafetensorsHeader parse_safetensors(std::span<const std::byte> bytes, std::strin
     else
       header.tensors.push_back(parser.read_tensor(key, value));
   }
-  // Stable: tensors at the same offsets (zero-size ones) keep the header's key order.
+  // Stable: tensors at the same offsets (zero-size ones) stay in the order the JSON library iterates
+  // the header (sorted by name).
   std::stable_sort(header.tensors.begin(), header.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
   });

@@ -26,6 +26,9 @@ struct BackendVariant {
   std::string label;       // "cpu_avx512_t3": a valid gtest parameter name
 };
 
+// gtest prints parameters in test names and logs: the label, not the bytes.
+inline void PrintTo(const BackendVariant& v, std::ostream* os) { *os << v.label; }
+
 // Every backend in available_backends(); for "cpu", each supported ISA × {1, 3} threads.
 std::vector<BackendVariant> backend_variants();
 

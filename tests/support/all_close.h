@@ -14,7 +14,8 @@ struct Tolerance {
   double rtol = 0;
 };
 
-// Element-wise |got − want| ≤ atol + rtol·|want| (numpy.allclose's rule); NaN matches NaN only.
+// Element-wise |got − want| ≤ atol + rtol·|want| (numpy.allclose's rule); NaN matches NaN and an
+// infinity matches the same infinity only.
 // The failure message names the worst element, its index, both values and the max errors.
 inline ::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& want, Tolerance tol) {
   if (got.size() != want.size())
@@ -23,9 +24,9 @@ inline ::testing::AssertionResult all_close(const std::vector<float>& got, const
   size_t worst = 0, n_bad = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     const double g = got[i], w = want[i];
-    const bool both_nan = std::isnan(g) && std::isnan(w);
-    const double err = both_nan ? 0 : std::abs(g - w);
-    const double allowed = tol.atol + tol.rtol * std::abs(w);
+    if (g == w || (std::isnan(g) && std::isnan(w))) continue;  // exact, the same infinity, or NaN for NaN
+    const double err = std::abs(g - w);
+    const double allowed = std::isinf(w) ? 0 : tol.atol + tol.rtol * std::abs(w);  // an infinity must match exactly
     max_abs = std::max(max_abs, err);
     if (w != 0) max_rel = std::max(max_rel, err / std::abs(w));
     if (!(err <= allowed)) {  // also catches a NaN on one side only

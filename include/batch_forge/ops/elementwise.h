@@ -7,10 +7,12 @@
 
 namespace bf {
 
-// Equinox RMSNorm: y = x / sqrt(mean(x²) + eps) · weight.
+// Equinox RMSNorm: y = x / sqrt(mean(x²) + eps) · weight + bias. (eqx.nn.RMSNorm has a bias
+// unless use_bias=False, as it has a weight unless use_weight=False.)
 struct RmsNormArgs {
   ConstTensorView x;       // [rows, dim] f32
   ConstTensorView weight;  // [dim] f32, or empty for no weight
+  ConstTensorView bias;    // [dim] f32, or empty for no bias
   float eps = 1e-5f;
   TensorView y;            // [rows, dim] f32 (may alias x)
 };

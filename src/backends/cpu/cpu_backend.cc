@@ -42,8 +42,8 @@ class HostBuffer final : public Buffer {
   size_t size_;
 };
 
-// Our thread pool is the only one: OpenBLAS runs single-threaded inside each of our chunks.
-// (The build links the serial OpenBLAS; a threaded one picked up at run time is pinned to 1.)
+// Our thread pool is the only one: OpenBLAS runs single-threaded inside each of our chunks. The
+// build links the pthread OpenBLAS (safe to call from several threads at once) and pins it here.
 void pin_vendor_blas_to_one_thread() {
   static const bool once = [] {
     if (openblas_get_parallel() != 0) openblas_set_num_threads(1);

@@ -117,13 +117,16 @@ Config Config::parse(const nlohmann::json& json, std::string_view source) {
 
 std::vector<ExpectedTensor> Config::expected_tensors() const {
   const std::vector<DType> float_types = {DType::kF32, DType::kF16, DType::kBF16};
+  // Matmul weights and embeddings may also be stored quantized (docs/quantization.md).
+  const std::vector<DType> weight_types = {DType::kF32,  DType::kF16, DType::kBF16,  DType::kQ8_0,
+                                           DType::kQ4_0, DType::kNF4, DType::kF8E4M3};
   const int64_t q = n_heads * head_dim, kv = n_kv_heads * head_dim;
   std::vector<ExpectedTensor> out;
-  auto add = [&](std::string name, std::vector<int64_t> dims) {
-    out.push_back({std::move(name), std::move(dims), float_types});
+  auto add = [&](std::string name, std::vector<int64_t> dims, const std::vector<DType>* types = nullptr) {
+    out.push_back({std::move(name), std::move(dims), types ? *types : float_types});
   };
   auto linear = [&](const std::string& prefix, int64_t n_out, int64_t n_in, bool bias) {
-    add(prefix + ".weight", {n_out, n_in});  // Equinox Linear: (out, in)
+    add(prefix + ".weight", {n_out, n_in}, &weight_types);  // Equinox Linear: (out, in)
     if (bias) add(prefix + ".bias", {n_out});
   };
   auto norm_params = [&](const std::string& prefix) {
@@ -131,7 +134,7 @@ std::vector<ExpectedTensor> Config::expected_tensors() const {
     if (norm == NormKind::kLayer) add(prefix + ".bias", {dim});
   };
 
-  add("embed.weight", {vocab_size, dim});
+  add("embed.weight", {vocab_size, dim}, &weight_types);
   for (int64_t i = 0; i < n_layers; ++i) {
     const std::string l = cat("layers.", i, ".");
     norm_params(l + "attn_norm");
@@ -145,7 +148,7 @@ std::vector<ExpectedTensor> Config::expected_tensors() const {
     linear(l + "mlp.down_proj", dim, hidden_dim, mlp_bias);
   }
   norm_params("final_norm");
-  if (!tie_embeddings) add("lm_head.weight", {vocab_size, dim});
+  if (!tie_embeddings) add("lm_head.weight", {vocab_size, dim}, &weight_types);
   return out;
 }
 

@@ -1,0 +1,149 @@
+// Internals of the CPU linear op, shared by its files:
+//   linear.cc            which kernel runs (kAuto policy), supports_op names, dispatch
+//   linear_vendor.cc     OpenBLAS sgemm / sgemv, on f32 weights or on f32 rows dequantized per chunk
+//   linear_dequant.cc    weight rows (any type) → f32, per ISA
+//   linear_quantize.cc   activations → int8 blocks of 32 with f32 scales, per ISA and layout
+//   linear_gemv_int8.cc  q8_0 / q4_0 × int8 activations for few rows (decode), per ISA
+//   linear_gemm_int8.cc  q8_0 / q4_0 × int8 activations, packed panels, AVX-512 VNNI (prefill)
+//   linear_gemv_float.cc f16 / bf16 / f8_e4m3 / nf4 converted in registers, few rows, AVX-512
+//   linear_float.cc      f32 tile kernels over f32 weights or dequantized panels, per ISA
+// Every kernel splits the output features (n) across ctx.pool and computes each output element
+// wholly inside one chunk, in an order fixed by (m, n, k) alone: results do not depend on the
+// number of threads.
+#pragma once
+
+#include <xmmintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "backends/cpu/kernels.h"
+#include "batch_forge/core/dtype.h"
+
+namespace bf::cpu::lin {
+
+// One validated linear call as raw pointers: y[m, n] = x[m, k] · W[n, k]ᵀ (+ bias[n]).
+struct Problem {
+  int64_t m = 0, n = 0, k = 0;
+  const float* x = nullptr;  // [m, k], rows `ldx` floats apart
+  int64_t ldx = 0;
+  DType wtype = DType::kF32;
+  const std::byte* w = nullptr;  // [n, k] in wtype, rows `w_row_bytes` apart
+  int64_t w_row_bytes = 0;
+  const float* scale = nullptr;  // [n] f8_e4m3 row scales; null for other types
+  const float* bias = nullptr;   // [n] or null
+  float* y = nullptr;            // [m, n], rows `ldy` floats apart
+  int64_t ldy = 0;
+
+  const std::byte* row(int64_t j) const { return w + j * w_row_bytes; }
+  float row_scale(int64_t j) const { return scale ? scale[j] : 1.0f; }
+};
+
+// Rows of x up to which the GEMV kernels run (they keep ≤ 4 activation rows in registers and
+// re-read the chunk's weights from L1/L2 for each group of 4); above it the GEMM kernels, which
+// pack weight panels once and reuse them across every row.
+inline constexpr int64_t kGemvMaxRows = 8;
+
+// ---- linear_vendor.cc ----------------------------------------------------------------------
+void vendor_linear(const CpuContext& ctx, const Problem& p);
+
+// ---- linear_dequant.cc ---------------------------------------------------------------------
+// Elements [k0, k0 + len) of one weight row (`row` points at element 0) as f32 into out[len];
+// k0 is a multiple of 64 (every block size divides it) and k0 + len is a multiple of the block
+// size or k. f8_e4m3 values are multiplied by `row_scale`, as ops::dequantize_row does.
+using DequantFn = void (*)(DType t, const std::byte* row, int64_t k0, int64_t len, float row_scale, float* out);
+void dequant_scalar(DType t, const std::byte* row, int64_t k0, int64_t len, float row_scale, float* out);
+void dequant_avx2(DType t, const std::byte* row, int64_t k0, int64_t len, float row_scale, float* out);
+void dequant_avx512(DType t, const std::byte* row, int64_t k0, int64_t len, float row_scale, float* out);
+DequantFn dequant_for(Isa isa);  // picked once per call
+
+// ---- linear_quantize.cc --------------------------------------------------------------------
+// Activations quantized to int8 in blocks of 32 along k, one f32 scale per block:
+//   x[i, p] ≈ q[i, p] · dx[i, p / 32],  dx = max|x over the block| / 127,  q = rint(x · 127 / max).
+// The error per element is at most dx / 2; tests/conformance/linear_cases.cc bounds the result
+// with it. Each kernel family reads its own arrangement of the same numbers.
+enum class QLayout {
+  kNatural,  // q in k order; blocks padded with zeros to a multiple of 4 (scalar, AVX2 GEMV)
+  kSplit16,  // steps of 16 blocks, halves of 4 blocks side by side (AVX-512 GEMV, see there)
+  kU8,       // q + 128 as u8 in k order, no padding (AVX-512 GEMM)
+};
+
+// std::allocator for T, aligned to 64 bytes: the kernels read activation blocks with 64-byte loads,
+// which cost two cache lines each when misaligned (measured: up to 10 % of a q4_0 GEMV).
+template <typename T>
+struct CacheAligned {
+  using value_type = T;
+  CacheAligned() = default;
+  template <typename U>
+  CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheAligned<T>>;
+
+struct QuantizedActs {
+  QLayout layout = QLayout::kNatural;
+  int64_t m = 0;
+  int64_t nb = 0;         // blocks per row: k / 32
+  int64_t nb_padded = 0;  // blocks stored per row (zero blocks at the end)
+  AlignedVector<int8_t> q;      // [m, nb_padded * 32]
+  AlignedVector<float> dx;      // [m, nb_padded]
+  AlignedVector<int32_t> corr;  // [m, nb_padded]: corr_mult · Σ q over the block
+  const int8_t* q_row(int64_t i) const { return q.data() + i * nb_padded * 32; }
+  const float* dx_row(int64_t i) const { return dx.data() + i * nb_padded; }
+  const int32_t* corr_row(int64_t i) const { return corr.data() + i * nb_padded; }
+};
+
+// Quantizes p.x (k a multiple of 32) into `out`, resizing its buffers. `corr_mult` is what the
+// kernel needs subtracted per block: 8 for q4_0 nibbles used as unsigned, 128 for q8_0 weights
+// offset to unsigned, 0 when the kernel multiplies signed values directly.
+void quantize_acts(const CpuContext& ctx, const Problem& p, QLayout layout, int corr_mult, QuantizedActs& out);
+
+// ---- linear_gemv_int8.cc -------------------------------------------------------------------
+// q8_0 / q4_0 weights, any m (rows in groups of ≤ 4); acts from quantize_acts with the layout
+// and corr_mult of qgemv_layout().
+struct QLayoutSpec {
+  QLayout layout;
+  int corr_mult;
+};
+QLayoutSpec qgemv_layout(Isa isa, DType wtype);
+void qgemv(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts);
+
+// ---- linear_gemm_int8.cc -------------------------------------------------------------------
+// AVX-512 VNNI only; acts in QLayout::kU8 with corr_mult 0. Packing gathers 16 rows with 32-bit
+// offsets: weights whose rows lie further apart than kGemmMaxRowBytes take the GEMV kernels.
+inline constexpr int64_t kGemmMaxRowBytes = (int64_t{1} << 31) / 16;
+void qgemm_avx512(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts);
+
+// ---- linear_gemv_float.cc ------------------------------------------------------------------
+// f16, bf16, f8_e4m3, nf4 on AVX-512, any m (rows in groups of ≤ 4); the GEMV of those types.
+bool has_fused_gemv(Isa isa, DType t);
+void fgemv_avx512(const CpuContext& ctx, const Problem& p);
+
+// ---- linear_float.cc -----------------------------------------------------------------------
+// Any weight type: f32 weights read in place, others dequantized into small f32 panels.
+void fgemm(const CpuContext& ctx, const Problem& p);
+
+// Weights stream from DRAM once per call. The GEMVs that spend the most instructions per weight
+// byte (q4_0, q8_0, nf4) ask for the line kPrefetchBytes ahead of what they consume, which keeps
+// misses in flight while the core is busy (2 threads, interleaved A/B runs: q4_0 +26 % at 4096²
+// and +53 % at 4096 × 11008, nf4 +17 %, q8_0 +2 % / +16 %); for the light ones (f32, f16, bf16,
+// fp8) it cost 10–35 %, so they leave it to the hardware prefetcher. Prefetches never fault, so
+// running past the weight's end is harmless.
+inline constexpr int64_t kPrefetchBytes = 8192;
+inline void prefetch_ahead(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
+// Rows of the weight per parallel_for item so that one chunk holds enough work (≥ ~64 KiB of
+// f32-equivalent weight) to amortize the pool's hand-off; depends only on the shape.
+inline int64_t row_grain(int64_t k, int64_t min_rows = 1) {
+  const int64_t rows = (16 * 1024 + k - 1) / k;
+  return rows > min_rows ? rows : min_rows;
+}
+
+}  // namespace bf::cpu::lin
