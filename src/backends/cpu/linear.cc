@@ -4,19 +4,22 @@
 // (linear_internal.h lists them).
 //
 // The sides:
-//   vendor   f32 weights: OpenBLAS sgemv (m = 1) / sgemm; other types: rows dequantized to f32
-//            in a per-thread scratch, then the same calls.
+//   vendor   f32 weights: OpenBLAS sgemv (m = 1) / sgemm on row ranges of the weight; other
+//            types: rows dequantized to f32 in a per-thread scratch, then the same calls.
 //   custom   q8_0 / q4_0: activations quantized to int8 blocks once per call, integer dot
-//            products (GEMV for m ≤ kGemvMaxRows; above it on AVX-512 the VNNI GEMM over packed
-//            panels); every other type: our f32 tile kernels, over dequantized panels.
-// kAuto, from measurements on a 2-core Zen 4 (bench/linear_bench.cc, group "linear"):
-//   f32: GEMV (m ≤ 4) custom — it streams the weight as fast as sgemv does or faster; above it
-//        OpenBLAS sgemm, whose packed GEMM beats our dot-product tiles.
-//   q8_0, q4_0: custom always: the weight is read at 1/4–1/7 of the f32 bytes and (AVX-512)
-//        the int8 GEMM does ~4× the work per instruction of an f32 one.
-//   f16, bf16, f8_e4m3, nf4: custom for GEMV (conversion in registers / L1 on the way); for
-//        GEMM the dequantize-then-sgemm vendor path, which spends O(n·k) on the conversion
-//        and then runs the faster f32 GEMM.
+//            products: GEMV for m ≤ kGemvMaxRows (every ISA), above it the AVX-512 VNNI GEMM over
+//            packed panels (AVX2 / scalar: the GEMV, 4 rows at a time). f16 / bf16 / f8_e4m3 /
+//            nf4 GEMV on AVX-512: converted in registers. Everything else: our f32 tile kernels
+//            (f32 weights in place, other types over dequantized panels).
+// kAuto, from the bench/linear_bench.cc group "linear" (every shape × m = 1, 8, 32, 128, both
+// sides) and interleaved A/B runs on the 2-core Zen 4/5 development machine, 2 threads:
+//   AVX-512: custom for every type and shape; custom ÷ vendor time, min–max over the shapes:
+//     f32 GEMV 1.01–1.5× (both stream the weight), GEMM 1.04–2.0× (this OpenBLAS runs its
+//     Haswell kernels); q8_0 / q4_0 GEMV 1.5–5.7×, GEMM 1.4–8.3× (dequantize-and-sgemm);
+//     nf4 / f8_e4m3 / bf16 / f16 GEMV 1.3–4.5×, GEMM over dequantized panels 1.1–2.2×.
+//   AVX2, scalar: our int8 GEMV for q8_0 / q4_0 decode (3.6× dequantize-and-sgemv at the AVX2
+//     level); the vendor side for everything else, where our AVX2 f32 tiles only match
+//     OpenBLAS (−5 … +2 %) and the q-types' GEMM by GEMV rows is 7 % behind dequantize-and-sgemm.
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/linear_internal.h"
 #include "batch_forge/core/error.h"

@@ -166,9 +166,10 @@ void fgemm(const CpuContext& ctx, const Problem& p) {
   const bool in_place = p.wtype == DType::kF32;  // f32 weights need no panel copy
   const int64_t kc = std::min(p.k, kKBlock);
   const int64_t panels = (p.n + nr - 1) / nr;
-  const int64_t grain = std::max<int64_t>(1, row_grain(p.k, 4) / nr);
+  // GEMV: long contiguous runs of the weight per chunk; GEMM: ≥ 4 panels of compute per chunk.
+  const int64_t grain = p.m <= kGemvMaxRows ? (stream_grain(p.w_row_bytes, nr) + nr - 1) / nr : 4;
   ctx.pool->parallel_for(panels, grain, [&](int64_t pb, int64_t pe) {
-    thread_local std::vector<float> buf;  // [nr, kc]: one dequantized panel
+    thread_local AlignedVector<float> buf;  // [nr, kc]: one dequantized panel
     if (!in_place) buf.resize(static_cast<size_t>(nr * kc));
     float out[kMaxTile * kMaxTile];
     for (int64_t k0 = 0; k0 < p.k; k0 += kc) {

@@ -33,9 +33,9 @@ constexpr int kTileRows = 6;  // activation rows per micro-tile: 12 int32 + 12 f
 // One panel, for nb blocks: w [nb][8 steps][32 rows][4 bytes] (signed), dw [nb][32] (f32 scales),
 // neg_sum [nb][32] (−128 · Σ w over the block). Rows past the end of the weight are zero.
 struct Panel {
-  std::vector<int8_t> w;
-  std::vector<float> dw;
-  std::vector<int32_t> neg_sum;
+  AlignedVector<int8_t> w;
+  AlignedVector<float> dw;
+  AlignedVector<int32_t> neg_sum;
 };
 
 // Packs 16 weight rows at a time: for each block, one gather per k-step collects the 4 bytes of

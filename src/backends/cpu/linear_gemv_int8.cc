@@ -11,7 +11,6 @@
 // with the correction (corr_mult · Σ x per block) precomputed by quantize_acts.
 #include <immintrin.h>
 
-#include <cstdlib>
 #include <cstring>
 
 #include "backends/cpu/linear_internal.h"
@@ -158,22 +157,27 @@ BF_TARGET_AVX512 inline void unpack4_q8_avx512(const std::byte* blk, __m512i& lo
   hi = _mm512_xor_si512(_mm512_shuffle_i64x2(b01, b23, _MM_SHUFFLE(3, 1, 3, 1)), flip);
 }
 
-// Four q4_0 blocks (72 bytes, 36 words) at `blk`: one 64-byte load and one of 8 bytes, and a word
-// permute that drops the scales, give the 4 × 16 code bytes (128-bit lane j = block j); the
-// nibbles are the unsigned operands, lo = values 0–15 of each block, hi = 16–31. The 4 scales
-// (words 0, 9, 18, 27) are merged into `scales` at words 4j + g, the order of sum4x4.
-BF_TARGET_AVX512 inline void unpack4_q4_avx512(const std::byte* blk, int g, __m512i& lo, __m512i& hi, __m512i& scales) {
+// Four q4_0 blocks (72 bytes, 36 words) at `blk`: one 64-byte load (returned in `head`, which
+// holds the 4 scales at words 0, 9, 18, 27) and one of 8 bytes, and a word permute that drops the
+// scales, give the 4 × 16 code bytes (128-bit lane j = block j); the nibbles are the unsigned
+// operands, lo = values 0–15 of each block, hi = 16–31.
+BF_TARGET_AVX512 inline void unpack4_q4_avx512(const std::byte* blk, __m512i& lo, __m512i& hi, __m512i& head) {
   const __m512i codes_at = _mm512_set_epi16(35, 34, 33, 32, 31, 30, 29, 28, 26, 25, 24, 23, 22, 21, 20, 19,  //
                                             17, 16, 15, 14, 13, 12, 11, 10, 8, 7, 6, 5, 4, 3, 2, 1);
-  const __m512i scale_at = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                                            27, 27, 27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
-  const __m512i w0 = _mm512_loadu_si512(blk);
+  head = _mm512_loadu_si512(blk);
   const __m512i w1 = _mm512_maskz_loadu_epi16(0x000F, blk + 64);  // words 32–35; nothing past the group
-  const __m512i v = _mm512_permutex2var_epi16(w0, codes_at, w1);
+  const __m512i v = _mm512_permutex2var_epi16(head, codes_at, w1);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   lo = _mm512_and_si512(v, nibble);
   hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-  scales = _mm512_mask_permutexvar_epi16(scales, static_cast<__mmask32>(0x1111u << g), scale_at, w0);
+}
+
+// The scales of two q4_0 groups (their `head`s), at words 4j + g and 4j + g + 1 (sum4x4 order),
+// zeros elsewhere: g = 0 takes words 4j, 4j + 1; g = 2 takes 4j + 2, 4j + 3.
+BF_TARGET_AVX512 inline __m512i q4_scales(__m512i head_a, __m512i head_b, int g) {
+  const __m512i scale_at = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                                            59, 27, 59, 27, 50, 18, 50, 18, 41, 9, 41, 9, 32, 0, 32, 0);
+  return _mm512_maskz_permutex2var_epi16(static_cast<__mmask32>(0x3333u << g), head_a, scale_at, head_b);
 }
 
 // One step: 16 blocks of one weight row at `base` against M activation rows (their step data at
@@ -183,13 +187,15 @@ BF_TARGET_AVX512 inline void step_avx512(const std::byte* base, const int8_t* co
                                          const float* const* dx, __m512i scale_at, __m512* acc) {
   constexpr int64_t bpb = kQ8 ? kQ8Bytes : kQ4Bytes;
   __m512i prod[M][4];
-  __m512i scales = _mm512_setzero_si512();  // q4_0: the 16 f16 scales, in sum4x4 order
+  __m512i head[4], scales01;  // q4_0: each group's first 64 bytes, for the scales
   for (int g = 0; g < 4; ++g) {
     __m512i lo, hi;
-    if constexpr (kQ8)
+    if constexpr (kQ8) {
       unpack4_q8_avx512(base + g * 4 * bpb, lo, hi);
-    else
-      unpack4_q4_avx512(base + g * 4 * bpb, g, lo, hi, scales);
+    } else {
+      unpack4_q4_avx512(base + g * 4 * bpb, lo, hi, head[g]);
+      if (g == 1) scales01 = q4_scales(head[0], head[1], 0);
+    }
     for (int r = 0; r < M; ++r) {
       const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xq[r] + g * 128));
       prod[r][g] = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(xq[r] + g * 128 + 64));
@@ -198,8 +204,8 @@ BF_TARGET_AVX512 inline void step_avx512(const std::byte* base, const int8_t* co
   __m512 dw;
   if constexpr (kQ8)  // 4 bytes from each scale's address: the f16 scale and 2 code bytes
     dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(scale_at, base, 1)));
-  else
-    dw = _mm512_cvtph_ps(_mm512_castsi512_si256(scales));
+  else  // the 16 f16 scales in sum4x4 order
+    dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_or_si512(scales01, q4_scales(head[2], head[3], 2))));
   for (int r = 0; r < M; ++r) {
     __m512i sums = sum4x4_avx512(prod[r][0], prod[r][1], prod[r][2], prod[r][3]);
     sums = _mm512_sub_epi32(sums, _mm512_loadu_si512(corr[r]));
@@ -306,7 +312,7 @@ void qgemv(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts) {
   // Pick the kernels once per call; chunks run them over their rows.
   RowsFn fns[4];
   for (int r = 1; r <= 4; ++r) fns[r - 1] = pick(ctx.isa, q8, r);
-  ctx.pool->parallel_for(p.n, (getenv("G") ? atoi(getenv("G")) : row_grain(p.k, 4)), [&](int64_t j0, int64_t j1) {
+  ctx.pool->parallel_for(p.n, stream_grain(p.w_row_bytes, 4), [&](int64_t j0, int64_t j1) {
     for (int64_t i0 = 0; i0 < p.m; i0 += 4) fns[std::min<int64_t>(4, p.m - i0) - 1](p, acts, i0, j0, j1);
   });
 }

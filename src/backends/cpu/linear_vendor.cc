@@ -37,7 +37,7 @@ void add_bias(const Problem& p, int64_t j0, int64_t j1) {
 }  // namespace
 
 void vendor_linear(const CpuContext& ctx, const Problem& p) {
-  const int64_t grain = p.m == 1 ? row_grain(p.k, 16) : kSgemmRows;
+  const int64_t grain = p.m == 1 ? stream_grain(p.k * 4, 16) : kSgemmRows;
   if (p.wtype == DType::kF32) {
     const auto* w = reinterpret_cast<const float*>(p.w);
     const int64_t ldw = p.w_row_bytes / 4;
