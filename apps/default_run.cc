@@ -33,10 +33,11 @@ int run_default(const DefaultRunOptions& options) {
   std::printf("  weights  %zu tensors, %llu bytes, mapped without copying\n", model.tensors().size(),
               static_cast<unsigned long long>(bytes));
   std::printf("  threads  %d\n", ThreadPool::global().size());
-  std::printf(
-      "Generation and the benchmark table arrive with the CPU backend and transformer issues.\n"
-      "Try: batch_forge inspect %s\n",
-      model.path().c_str());
+  std::printf("\nbenchmarks (quick; `batch_forge bench` for the full table):\n");
+  std::fflush(stdout);
+  bench::Options bench_options;
+  bench_options.quick = true;
+  bench::print_table(bench::run(bench_options));
   return 0;
 }
 

@@ -121,5 +121,8 @@ def test_default_run_loads_the_model(exported):
     done = run(BINARY, env=env)
     assert done.returncode == 0, done.stderr
     assert "loaded" in done.stdout and "transformer" in done.stdout
+    # ... then prints the quick benchmark table beside the measured roofline.
+    assert "roofline  read bandwidth" in done.stdout
+    assert "q4_0 gemv" in done.stdout and "openblas sgemv" in done.stdout
     done = run(BINARY, env=dict(os.environ, BATCH_FORGE_MODEL="/nonexistent/m.safetensors"))
     assert done.returncode == 1 and "export_eqx.py" in done.stderr
