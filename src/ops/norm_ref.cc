@@ -50,6 +50,20 @@ void validate(const LayerNormArgs& a) {
 }
 
 namespace ref {
+namespace {
+
+// The common tail of both norms: y = ((x − center) · inv_scale) · weight + bias, in double.
+void write_normalized_row(const float* x, float* y, int64_t dim, double center, double inv_scale, const float* w,
+                          const float* b) {
+  for (int64_t i = 0; i < dim; ++i) {
+    double v = (x[i] - center) * inv_scale;
+    if (w) v *= w[i];
+    if (b) v += b[i];
+    y[i] = static_cast<float>(v);
+  }
+}
+
+}  // namespace
 
 // Equinox: inv_rms = rsqrt(mean(x²) + eps); y = weight · (inv_rms · x) + bias.
 void rms_norm(const RmsNormArgs& a) {
@@ -63,12 +77,7 @@ void rms_norm(const RmsNormArgs& a) {
     double sum_sq = 0;
     for (int64_t i = 0; i < dim; ++i) sum_sq += double{x[i]} * x[i];
     const double inv_rms = 1.0 / std::sqrt(sum_sq / static_cast<double>(dim) + a.eps);
-    for (int64_t i = 0; i < dim; ++i) {
-      double v = x[i] * inv_rms;
-      if (w) v *= w[i];
-      if (b) v += b[i];
-      y[i] = static_cast<float>(v);
-    }
+    write_normalized_row(x, y, dim, 0.0, inv_rms, w, b);
   }
 }
 
@@ -88,12 +97,7 @@ void layer_norm(const LayerNormArgs& a) {
     for (int64_t i = 0; i < dim; ++i) var += (x[i] - mean) * (x[i] - mean);
     var /= static_cast<double>(dim);
     const double inv_std = 1.0 / std::sqrt(var + a.eps);
-    for (int64_t i = 0; i < dim; ++i) {
-      double v = (x[i] - mean) * inv_std;
-      if (w) v *= w[i];
-      if (b) v += b[i];
-      y[i] = static_cast<float>(v);
-    }
+    write_normalized_row(x, y, dim, mean, inv_std, w, b);
   }
 }
 
