@@ -79,7 +79,10 @@ float sum_scalar(const float* p, size_t n) {
 
 // Streaming read bandwidth over a buffer 16× the last-level cache, all threads, best of 5 passes.
 double measure_read_gbps(Backend& backend, ThreadPool& pool, cpu::Isa isa) {
-  const size_t bytes = std::max<size_t>(last_level_cache_bytes() * 16, size_t{256} << 20);
+  // Several times the last-level cache, but no more than the 2 GiB the weight copies span
+  // (copies_for_dram): past that, page walks over a larger buffer than any kernel here reads would
+  // lower the roofline (seen with a 480 MB L3: 7.7 GB read 9–11 GB/s on one core, 2 GB 12.4).
+  const size_t bytes = std::clamp<size_t>(last_level_cache_bytes() * 16, size_t{256} << 20, size_t{2} << 30);
   auto buffer = backend.allocate(bytes);
   auto* data = reinterpret_cast<float*>(buffer->data());
   const size_t n = bytes / sizeof(float);
