@@ -18,6 +18,7 @@ enum class ErrorCode {
   kUnsupported,      // well-formed, but this build cannot handle it (newer format, unknown family)
   kNotFound,         // a named object (file, tensor, model) does not exist
   kIo,               // the operating system refused (open, mmap, read)
+  kResourceExhausted,  // a fixed pool or queue is full (KV pages, request queue)
   kInternal,         // an invariant of our own code broke: a bug, never the user's fault
 };
 

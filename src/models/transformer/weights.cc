@@ -1,0 +1,171 @@
+#include "models/transformer/weights.h"
+
+#include <cstring>
+#include <optional>
+
+#include "batch_forge/core/error.h"
+#include "ops/quantize.h"
+#include "ops/reference.h"
+
+namespace bf::transformer {
+namespace {
+
+constexpr uintptr_t kAlignment = 64;
+
+class Binder {
+ public:
+  Binder(const ModelFile& file, Backend& backend, Weights& w, const LoadOptions& options)
+      : file_(file), backend_(backend), w_(w) {
+    if (!options.quant.empty()) {
+      scheme_ = ops::quant_scheme_from_name(options.quant);
+      if (!scheme_)
+        throw Error(ErrorCode::kInvalidArgument, "model",
+                    cat("unknown quantization '", options.quant, "' (known: q8_0, q4_0, nf4, fp8_e4m3)"));
+    }
+  }
+
+  // An f32 vector parameter (norm weight or bias): the file's bytes when already f32 and aligned,
+  // else widened into an owned buffer.
+  ConstTensorView vector(const std::string& name) {
+    const TensorInfo& t = file_.tensor(name);
+    ConstTensorView v = file_.file().view(t);
+    if (v.dtype == DType::kF32 && aligned(v)) return v;
+    auto buffer = backend_.allocate(static_cast<size_t>(v.numel()) * sizeof(float));
+    std::span<float> out(reinterpret_cast<float*>(buffer->data()), static_cast<size_t>(v.numel()));
+    ConstTensorView row = v;
+    row.shape = Shape{1, v.numel()};
+    row.strides = Shape{v.numel(), 1};
+    ops::dequantize_row(row, 0, out);
+    return own(std::move(buffer), DType::kF32, {v.numel()});
+  }
+
+  std::optional<ConstTensorView> maybe_vector(const std::string& name) {
+    if (!has(name)) return std::nullopt;
+    return vector(name);
+  }
+
+  // A matmul weight [n, k]: as stored, or quantized with --quant when the rule of
+  // `batch_forge quantize` allows it (float rows of whole blocks).
+  LinearWeights linear(const std::string& prefix, bool bias) {
+    LinearWeights l;
+    const std::string name = prefix + ".weight";
+    l.weight = matrix(name, &l.scale);
+    if (bias) l.bias = vector(prefix + ".bias");
+    w_.matmul_bytes += static_cast<int64_t>(*dtype_bytes(l.weight.dtype, static_cast<uint64_t>(l.weight.numel())));
+    return l;
+  }
+
+  ConstTensorView matrix(const std::string& name, ConstTensorView* scale) {
+    const TensorInfo& t = file_.tensor(name);
+    ConstTensorView v = file_.file().view(t);
+    if (const TensorInfo* s = file_.scale_tensor(name)) *scale = vector_of(*s);
+    const bool float_type = v.dtype == DType::kF32 || v.dtype == DType::kF16 || v.dtype == DType::kBF16;
+    if (scheme_ && float_type && v.shape[1] % ops::quant_scheme_info(*scheme_).block == 0) return quantize(v, scale);
+    if (aligned(v)) return v;
+    // A file written without alignment (by another tool): copy once rather than fault on loads.
+    const size_t bytes = *dtype_bytes(v.dtype, static_cast<uint64_t>(v.numel()));
+    auto buffer = backend_.allocate(bytes);
+    std::memcpy(buffer->data(), v.data, bytes);
+    return own(std::move(buffer), v.dtype, {v.shape[0], v.shape[1]});
+  }
+
+  // The embedding table: its type must be one the embedding op reads; fp8 is widened to f32.
+  ConstTensorView embedding(const std::string& name, ConstTensorView* scale) {
+    ConstTensorView v = matrix(name, scale);
+    if (v.dtype != DType::kF8E4M3) return v;
+    const int64_t n = v.shape[0], k = v.shape[1];
+    auto buffer = backend_.allocate(static_cast<size_t>(n * k) * sizeof(float));
+    auto* out = reinterpret_cast<float*>(buffer->data());
+    const float* s = scale->data ? scale->as<const float>() : nullptr;
+    for (int64_t r = 0; r < n; ++r) ops::dequantize_row(v, r, {out + r * k, static_cast<size_t>(k)}, s);
+    *scale = {};
+    return own(std::move(buffer), DType::kF32, {n, k});
+  }
+
+  bool has(const std::string& name) const {
+    for (const TensorInfo* t : file_.tensors())
+      if (t->name == name) return true;
+    return false;
+  }
+
+ private:
+  static bool aligned(const ConstTensorView& v) { return reinterpret_cast<uintptr_t>(v.data) % kAlignment == 0; }
+
+  ConstTensorView vector_of(const TensorInfo& t) {
+    ConstTensorView v = file_.file().view(t);
+    if (aligned(v)) return v;
+    auto buffer = backend_.allocate(t.nbytes());
+    std::memcpy(buffer->data(), v.data, t.nbytes());
+    return own(std::move(buffer), v.dtype, {v.numel()});
+  }
+
+  ConstTensorView quantize(const ConstTensorView& v, ConstTensorView* scale) {
+    const int64_t n = v.shape[0], k = v.shape[1];
+    const int64_t row_bytes = ops::quantized_row_bytes(*scheme_, k);
+    const ops::QuantSchemeInfo& info = ops::quant_scheme_info(*scheme_);
+    auto buffer = backend_.allocate(static_cast<size_t>(n * row_bytes));
+    std::unique_ptr<Buffer> scales;
+    if (*scheme_ == ops::QuantScheme::kFp8E4M3) scales = backend_.allocate(static_cast<size_t>(n) * sizeof(float));
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = 0; r < n; ++r) {
+      ops::dequantize_row(v, r, row);  // f16/bf16 → f32 exactly; f32 copied
+      const float s = ops::quantize_row(*scheme_, row, {buffer->data() + r * row_bytes, static_cast<size_t>(row_bytes)});
+      if (scales) reinterpret_cast<float*>(scales->data())[r] = s;
+    }
+    if (scales) *scale = own(std::move(scales), DType::kF32, {n});
+    return own(std::move(buffer), info.dtype, {n, k});
+  }
+
+  ConstTensorView own(std::unique_ptr<Buffer> buffer, DType dtype, std::initializer_list<int64_t> dims) {
+    const Shape shape(dims);
+    ConstTensorView v = ConstTensorView::contiguous(
+        {buffer->data(), static_cast<size_t>(*dtype_bytes(dtype, static_cast<uint64_t>(shape.numel())))}, dtype, shape);
+    w_.owned.push_back(std::move(buffer));
+    return v;
+  }
+
+  const ModelFile& file_;
+  Backend& backend_;
+  Weights& w_;
+  std::optional<ops::QuantScheme> scheme_;
+};
+
+}  // namespace
+
+Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, const LoadOptions& options) {
+  Weights w;
+  Binder b(file, backend, w, options);
+  auto norm = [&](const std::string& prefix) {
+    NormWeights n;
+    n.weight = b.vector(prefix + ".weight");
+    if (auto bias = b.maybe_vector(prefix + ".bias")) n.bias = *bias;
+    return n;
+  };
+  ConstTensorView embed_scale;
+  w.embed = b.embedding("embed.weight", &embed_scale);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::string l = cat("layers.", i, ".");
+    LayerWeights lw;
+    lw.attn_norm = norm(l + "attn_norm");
+    lw.query = b.linear(l + "attn.query_proj", c.qkv_bias);
+    lw.key = b.linear(l + "attn.key_proj", c.qkv_bias);
+    lw.value = b.linear(l + "attn.value_proj", c.qkv_bias);
+    lw.output = b.linear(l + "attn.output_proj", c.out_bias);
+    lw.mlp_norm = norm(l + "mlp_norm");
+    if (c.mlp == MlpKind::kSwiGlu) lw.gate = b.linear(l + "mlp.gate_proj", c.mlp_bias);
+    lw.up = b.linear(l + "mlp.up_proj", c.mlp_bias);
+    lw.down = b.linear(l + "mlp.down_proj", c.mlp_bias);
+    w.layers.push_back(lw);
+  }
+  w.final_norm = norm("final_norm");
+  if (c.tie_embeddings) {
+    w.head.weight = w.embed;
+    w.head.scale = embed_scale;
+    w.matmul_bytes += static_cast<int64_t>(*dtype_bytes(w.embed.dtype, static_cast<uint64_t>(w.embed.numel())));
+  } else {
+    w.head = b.linear("lm_head", false);
+  }
+  return w;
+}
+
+}  // namespace bf::transformer

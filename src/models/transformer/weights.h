@@ -1,0 +1,47 @@
+// The transformer's weights, bound by PyTree key path (docs/model-format.md). Matmul weights and
+// the embedding are zero-copy views into the mapped file unless LoadOptions::quant asks for a
+// conversion; norm parameters and biases in f16/bf16 are widened to f32 once, here, because the
+// norm and add ops take f32.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "batch_forge/backends/backend.h"
+#include "batch_forge/io/model_file.h"
+#include "batch_forge/models/language_model.h"
+#include "models/transformer/config.h"
+
+namespace bf::transformer {
+
+struct LinearWeights {
+  ConstTensorView weight;  // [n_out, n_in] (Equinox's (out, in)), any weight type of the backend
+  ConstTensorView scale;   // [n_out] f32 for f8_e4m3 weights, else empty
+  ConstTensorView bias;    // [n_out] f32, or empty
+};
+
+struct NormWeights {
+  ConstTensorView weight;  // [dim] f32
+  ConstTensorView bias;    // [dim] f32 (LayerNorm), or empty
+};
+
+struct LayerWeights {
+  NormWeights attn_norm;
+  LinearWeights query, key, value, output;  // [q, dim], [kv, dim], [kv, dim], [dim, q]
+  NormWeights mlp_norm;
+  LinearWeights gate, up, down;  // [hidden, dim] (gate: swiglu only), [hidden, dim], [dim, hidden]
+};
+
+struct Weights {
+  ConstTensorView embed;  // [vocab, dim]: f32, f16, bf16, q8_0, q4_0 or nf4 (the embedding op's types)
+  std::vector<LayerWeights> layers;
+  NormWeights final_norm;
+  LinearWeights head;  // [vocab, dim]: lm_head, or the embedding table when tied
+
+  std::vector<std::unique_ptr<Buffer>> owned;  // converted tensors the views above point into
+  int64_t matmul_bytes = 0;                    // bytes of every matmul weight (the head once)
+
+  static Weights bind(const ModelFile& file, const Config& config, Backend& backend, const LoadOptions& options);
+};
+
+}  // namespace bf::transformer

@@ -1,0 +1,230 @@
+// The transformer family against its Equinox reference (python/batch_forge/model_fixtures.py):
+// logits at every prefill position and every decode step, chunked prefill, several sequences in
+// one batch, forked and continued sequences, and 64 greedy steps with identical tokens — on every
+// CPU ISA level this machine has. Plus the errors a caller can provoke.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "backends/cpu/isa.h"
+#include "batch_forge/core/error.h"
+#include "batch_forge/models/language_model.h"
+#include "batch_forge/models/model.h"
+#include "batch_forge/runtime/kv_cache.h"
+#include "support/paths.h"
+
+namespace bf {
+namespace {
+
+constexpr const char* kConfigs[] = {"gqa_rms_swiglu", "mha_layer_gelu_bias", "mqa_rms_tied"};
+
+std::string fixture_dir() { return testing::binary_dir() + "/fixtures/models/"; }
+
+template <typename T>
+std::vector<T> read(const SafetensorsFile& f, const std::string& name, std::vector<int64_t>* dims = nullptr) {
+  const TensorInfo* t = f.find(name);
+  if (!t) throw Error(ErrorCode::kNotFound, "test", cat(f.path(), ": no tensor ", name));
+  std::vector<T> out(t->nbytes() / sizeof(T));
+  std::memcpy(out.data(), f.data(*t).data(), t->nbytes());
+  if (dims) *dims = t->dims;
+  return out;
+}
+
+struct Reference {
+  std::vector<int32_t> tokens, prompt, greedy;
+  std::vector<float> logits;  // [T, vocab]
+  int64_t vocab = 0;
+  double atol = 0, rtol = 0;
+
+  explicit Reference(const std::string& name) {
+    const SafetensorsFile f = SafetensorsFile::open(fixture_dir() + name + ".fixture.safetensors");
+    std::vector<int64_t> dims;
+    tokens = read<int32_t>(f, "tokens");
+    prompt = read<int32_t>(f, "prompt");
+    greedy = read<int32_t>(f, "greedy");
+    logits = read<float>(f, "logits", &dims);
+    vocab = dims[1];
+    const auto tol = nlohmann::json::parse(f.metadata().at("batch_forge.fixture.tolerance"));
+    atol = tol.at("atol").get<double>();
+    rtol = tol.at("rtol").get<double>();
+  }
+
+  // Compares rows [first, first + n) of the reference with `got` ([n, vocab]).
+  void expect_rows(int64_t first, const float* got, int64_t n, const std::string& what) const {
+    int bad = 0;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < vocab; ++c) {
+        const double want = logits[static_cast<size_t>((first + r) * vocab + c)], g = got[r * vocab + c];
+        if (!(std::abs(g - want) <= atol + rtol * std::abs(want)) && bad++ < 5)
+          ADD_FAILURE() << what << ": position " << first + r << " logit " << c << ": got " << g << ", want " << want;
+      }
+    EXPECT_EQ(bad, 0) << what << ": " << bad << " logits outside atol " << atol << " + rtol " << rtol;
+  }
+};
+
+using Param = std::tuple<std::string, cpu::Isa>;
+
+class TransformerParity : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    const auto& [name, isa] = GetParam();
+    if (!cpu::isa_supported(isa)) GTEST_SKIP() << "this CPU lacks " << cpu::isa_name(isa);
+    backend_ = create_backend("cpu", BackendOptions{2, KernelPreference::kAuto, std::string(cpu::isa_name(isa))});
+    file_ = std::make_unique<ModelFile>(open_model(fixture_dir() + name + ".model.safetensors"));
+    model_ = load_language_model(*file_, *backend_);
+    ref_ = std::make_unique<Reference>(name);
+    pool_ = std::make_unique<KvPool>(*backend_, model_->kv_layout(), kPageSize,
+                                     64 * kPageSize * model_->kv_layout().bytes_per_token());
+  }
+
+  // Runs `tokens` as new tokens of `seq` (reserving pages), returning their logits.
+  std::vector<float> run(SeqState& seq, std::span<const int32_t> tokens, bool all_logits) {
+    seq.reserve(static_cast<int64_t>(tokens.size()));
+    const SeqInput in{tokens, seq.n_tokens(), seq.pages(), all_logits};
+    std::vector<float> logits;
+    model_->forward({&in, 1}, pool_->view(), logits);
+    seq.commit(static_cast<int64_t>(tokens.size()));
+    return logits;
+  }
+
+  static constexpr int64_t kPageSize = 8;  // small, so every test crosses page boundaries
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ModelFile> file_;
+  std::unique_ptr<LanguageModel> model_;
+  std::unique_ptr<Reference> ref_;
+  std::unique_ptr<KvPool> pool_;
+};
+
+TEST_P(TransformerParity, PrefillLogitsAtEveryPosition) {
+  SeqState seq(*pool_);
+  const auto logits = run(seq, ref_->tokens, true);
+  ref_->expect_rows(0, logits.data(), static_cast<int64_t>(ref_->tokens.size()), "prefill");
+}
+
+TEST_P(TransformerParity, DecodeLogitsAtEveryStep) {
+  SeqState seq(*pool_);
+  const std::span<const int32_t> t(ref_->tokens);
+  auto logits = run(seq, t.first(5), false);  // last row only
+  ref_->expect_rows(4, logits.data(), 1, "prefill last");
+  for (size_t i = 5; i < t.size(); ++i) {
+    logits = run(seq, t.subspan(i, 1), false);
+    ref_->expect_rows(static_cast<int64_t>(i), logits.data(), 1, cat("decode step ", i));
+  }
+}
+
+TEST_P(TransformerParity, ChunkedPrefill) {
+  SeqState seq(*pool_);
+  const std::span<const int32_t> t(ref_->tokens);
+  for (size_t i = 0; i < t.size(); i += 7) {
+    const size_t n = std::min<size_t>(7, t.size() - i);
+    const auto logits = run(seq, t.subspan(i, n), true);
+    ref_->expect_rows(static_cast<int64_t>(i), logits.data(), static_cast<int64_t>(n), cat("chunk at ", i));
+  }
+}
+
+// Three sequences in one forward: a whole prompt, a decode token of a sequence that already holds
+// 20 tokens, and a 6-token chunk after 11 cached ones; each must match the reference rows.
+TEST_P(TransformerParity, MixedBatch) {
+  const std::span<const int32_t> t(ref_->tokens);
+  SeqState a(*pool_), b(*pool_), c(*pool_);
+  run(b, t.first(20), false);
+  run(c, t.first(11), false);
+  a.reserve(static_cast<int64_t>(t.size()));
+  b.reserve(1);
+  c.reserve(6);
+  const SeqInput batch[] = {{t, 0, a.pages(), true}, {t.subspan(20, 1), 20, b.pages(), true},
+                            {t.subspan(11, 6), 11, c.pages(), true}};
+  std::vector<float> logits;
+  model_->forward(batch, pool_->view(), logits);
+  const int64_t v = ref_->vocab, n = static_cast<int64_t>(t.size());
+  ASSERT_EQ(static_cast<int64_t>(logits.size()), (n + 1 + 6) * v);
+  ref_->expect_rows(0, logits.data(), n, "batch: prompt");
+  ref_->expect_rows(20, logits.data() + n * v, 1, "batch: decode");
+  ref_->expect_rows(11, logits.data() + (n + 1) * v, 6, "batch: chunk");
+}
+
+// A conversation continued later re-uses its pages; a fork shares its full pages and both
+// branches continue as the reference does.
+TEST_P(TransformerParity, ContinueAndFork) {
+  const std::span<const int32_t> t(ref_->tokens);
+  SeqState seq(*pool_);
+  run(seq, t.first(13), false);
+  const int64_t used = pool_->used_pages();
+  SeqState branch = seq.fork();
+  EXPECT_EQ(pool_->used_pages(), used + 1) << "a fork copies only the partial last page";
+  EXPECT_EQ(branch.pages().front(), seq.pages().front()) << "full pages are shared";
+  auto logits = run(seq, t.subspan(13, 9), true);
+  ref_->expect_rows(13, logits.data(), 9, "continued");
+  logits = run(branch, t.subspan(13, 4), true);
+  ref_->expect_rows(13, logits.data(), 4, "forked branch");
+  seq.release();
+  branch.release();
+  EXPECT_EQ(pool_->used_pages(), 0);
+}
+
+TEST_P(TransformerParity, Greedy64StepsIdenticalTokens) {
+  SeqState seq(*pool_);
+  auto logits = run(seq, ref_->prompt, false);
+  std::vector<int32_t> got;
+  for (size_t step = 0; step < ref_->greedy.size(); ++step) {
+    const auto next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    got.push_back(next);
+    logits = run(seq, {&got.back(), 1}, false);
+  }
+  EXPECT_EQ(got, ref_->greedy);
+}
+
+TEST_P(TransformerParity, BadInputIsAClearErrorAndChangesNothing) {
+  SeqState seq(*pool_);
+  seq.reserve(4);
+  std::vector<float> logits;
+  auto expect_error = [&](const SeqInput& in, const std::string& needle) {
+    try {
+      model_->forward({&in, 1}, pool_->view(), logits);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const int32_t out_of_vocab[] = {1, static_cast<int32_t>(model_->vocab_size())};
+  expect_error({out_of_vocab, 0, seq.pages(), false}, "outside the vocabulary");
+  const int32_t ok[] = {1, 2};
+  expect_error({ok, model_->max_seq_len() - 1, seq.pages(), false}, "past the model's context");
+  expect_error({ok, 7, seq.pages(), false}, "KV pages");
+  const int32_t bad_page[] = {static_cast<int32_t>(pool_->n_pages())};
+  expect_error({ok, 0, bad_page, false}, "names KV page");
+  // The model still runs afterwards.
+  const auto good = run(seq, std::span<const int32_t>(ref_->tokens).first(3), true);
+  ref_->expect_rows(0, good.data(), 3, "after errors");
+}
+
+TEST_P(TransformerParity, ExhaustedPoolIsAnErrorNotACrash) {
+  KvPool small(*backend_, model_->kv_layout(), kPageSize, 2 * kPageSize * model_->kv_layout().bytes_per_token());
+  SeqState a(small);
+  a.reserve(2 * kPageSize);
+  SeqState b(small);
+  EXPECT_FALSE(b.try_reserve(1));
+  try {
+    b.reserve(1);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    EXPECT_NE(std::string(e.what()).find("KV cache full"), std::string::npos) << e.what();
+  }
+  a.release();
+  EXPECT_TRUE(b.try_reserve(1));
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, TransformerParity,
+                         ::testing::Combine(::testing::Values(std::string(kConfigs[0]), std::string(kConfigs[1]), std::string(kConfigs[2])),
+                                            ::testing::Values(cpu::Isa::kAvx512, cpu::Isa::kAvx2, cpu::Isa::kScalar)),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::get<0>(info.param) + "_" + std::string(cpu::isa_name(std::get<1>(info.param)));
+                         });
+
+}  // namespace
+}  // namespace bf
