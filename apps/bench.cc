@@ -23,6 +23,7 @@ int run_bench(const BenchOptions& options) {
   o.backend_options.isa = options.isa;
   o.groups = options.groups;
   o.quick = options.quick;
+  o.model = options.model;
   const bench::Report report = bench::run(o);
   const bool json_to_stdout = options.json && (options.json_path.empty() || options.json_path == "-");
   if (json_to_stdout) {

@@ -2,8 +2,12 @@
 // arrive as bf::Error and are printed by main().
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "batch_forge/runtime/engine.h"
+#include "batch_forge/runtime/sampler.h"
 
 namespace bf::app {
 
@@ -30,6 +34,7 @@ struct BenchOptions {
   int threads = 0;
   std::string isa;
   bool quick = false;
+  std::string model;  // --model FILE: the "model" group
   bool json = false;
   std::string json_path;  // --json FILE; "-" or empty with json: stdout
 };
@@ -40,5 +45,39 @@ struct DefaultRunOptions {
 };
 // What `batch_forge` with no arguments does.
 int run_default(const DefaultRunOptions& options);
+
+// Flags every command that opens a model for generation shares.
+struct EngineFlags {
+  int threads = 0;
+  std::string quant;                // empty: weights as stored
+  std::string kv_memory = "256M";   // KV page pool
+};
+EngineOptions engine_options(const EngineFlags& flags);
+// "512M", "2G", "1048576" → bytes; Error(kInvalidArgument, "cli") naming the flag otherwise.
+int64_t parse_size(const std::string& text, const char* flag);
+
+struct GenerateOptions {
+  std::string model;
+  std::string prompt;
+  bool chat = false;
+  std::string system;
+  int64_t max_tokens = 128;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  bool json = false;
+  SamplingParams sampling;
+  EngineFlags engine;
+};
+int run_generate(const GenerateOptions& options);
+
+struct PerplexityOptions {
+  std::string model;
+  std::string text_file;
+  int64_t ctx = 256;
+  int64_t batch = 4;  // windows per forward
+  bool json = false;
+  EngineFlags engine;
+};
+int run_perplexity(const PerplexityOptions& options);
 
 }  // namespace bf::app

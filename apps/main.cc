@@ -45,13 +45,53 @@ int main(int argc, char** argv) {
       "bench", "Benchmark our kernels beside the vendor library (OpenBLAS) against this machine's roofline");
   bench->add_option("--kernels", bench_options.kernels, "Force a side: auto (both), vendor or custom")
       ->check(CLI::IsMember({"auto", "vendor", "custom"}));
-  bench->add_option("--group", bench_options.groups, "Only these groups (linear, attention, ...)");
+  bench->add_option("--group", bench_options.groups, "Only these groups (attention, elementwise, linear, model)");
   bench->add_option("--threads", bench_options.threads, "Threads (default: the cores this process may use)");
   bench->add_option("--isa", bench_options.isa, "CPU kernels: avx512, avx2 or scalar (default: best)");
   bench->add_flag("--quick", bench_options.quick, "Fewer shapes, shorter timing");
+  bench->add_option("--model", bench_options.model,
+                    "Also benchmark this model's decode and prefill (group 'model'), as stored, q8_0 and q4_0");
   bench->add_option("--json", bench_options.json_path, "Also write JSON records to FILE ('-': stdout only)")
       ->expected(0, 1)
       ->default_str("-");
+
+  auto engine_flags = [](CLI::App* cmd, bf::app::EngineFlags& flags) {
+    cmd->add_option("--threads", flags.threads, "CPU threads (default: the cores this process may use)");
+    cmd->add_option("--quant", flags.quant, "Quantize the weights while loading")
+        ->check(CLI::IsMember({"q8_0", "q4_0", "nf4", "fp8_e4m3"}));
+    cmd->add_option("--kv-memory", flags.kv_memory, "Memory for the KV page pool (e.g. 256M, 2G)")->capture_default_str();
+  };
+
+  bf::app::GenerateOptions gen;
+  CLI::App* generate = app.add_subcommand(
+      "generate", "Generate text from a prompt, streaming tokens; prints prompt/generation speed and time to first token");
+  generate->add_option("--model", gen.model, "Model file (.safetensors from export_eqx.py or convert_gguf)")->required();
+  generate->add_option("--prompt", gen.prompt, "Prompt text")->required();
+  generate->add_flag("--chat", gen.chat, "Wrap the prompt as a user message in the model's chat template");
+  generate->add_option("--system", gen.system, "System message (with --chat)");
+  generate->add_option("--max-tokens", gen.max_tokens, "Most tokens to generate")->capture_default_str();
+  generate->add_option("--temperature", gen.sampling.temperature, "0: greedy")->capture_default_str();
+  generate->add_option("--top-k", gen.sampling.top_k, "0: off")->capture_default_str();
+  generate->add_option("--top-p", gen.sampling.top_p, "1: off")->capture_default_str();
+  generate->add_option("--min-p", gen.sampling.min_p, "0: off")->capture_default_str();
+  generate->add_option("--repetition-penalty", gen.sampling.repetition_penalty, "1: off")->capture_default_str();
+  generate->add_option("--frequency-penalty", gen.sampling.frequency_penalty, "0: off")->capture_default_str();
+  generate->add_option("--presence-penalty", gen.sampling.presence_penalty, "0: off")->capture_default_str();
+  generate->add_option("--seed", gen.sampling.seed, "Sampling seed (same seed, same output)")->capture_default_str();
+  generate->add_option("--stop", gen.stop, "Stop string (repeatable; not part of the output)");
+  generate->add_flag("--ignore-eos", gen.ignore_eos, "Keep going past end-of-sequence tokens");
+  generate->add_flag("--json", gen.json, "Print one JSON object: text, token ids, timings");
+  engine_flags(generate, gen.engine);
+
+  bf::app::PerplexityOptions ppl;
+  CLI::App* perplexity = app.add_subcommand(
+      "perplexity", "Perplexity of a text file (the protocol of python -m batch_forge.perplexity)");
+  perplexity->add_option("--model", ppl.model, "Model file")->required();
+  perplexity->add_option("--text", ppl.text_file, "UTF-8 text file")->required();
+  perplexity->add_option("--ctx", ppl.ctx, "Tokens per window")->capture_default_str();
+  perplexity->add_option("--batch", ppl.batch, "Windows per forward")->capture_default_str();
+  perplexity->add_flag("--json", ppl.json, "Print one JSON object");
+  engine_flags(perplexity, ppl.engine);
 
   CLI11_PARSE(app, argc, argv);
   bench_options.json = bench->count("--json") > 0;
@@ -61,6 +101,8 @@ int main(int argc, char** argv) {
     if (*inspect) return bf::app::run_inspect(inspect_options);
     if (*quantize) return bf::app::run_quantize(quantize_options);
     if (*bench) return bf::app::run_bench(bench_options);
+    if (*generate) return bf::app::run_generate(gen);
+    if (*perplexity) return bf::app::run_perplexity(ppl);
     return bf::app::run_default(run_options);
   } catch (const bf::Error& e) {
     std::fprintf(stderr, "batch_forge: %s\n", e.what());

@@ -239,7 +239,8 @@ Report run(const Options& options) {
       for (const auto& [name, fn] : registry()) known += (known.empty() ? "" : ", ") + name;
       throw Error(ErrorCode::kInvalidArgument, "bench", cat("unknown group '", g, "' (known: ", known, ")"));
     }
-  Context ctx{*backend, mc, options.backend_options.kernels, options.quick};
+  Context ctx{*backend, mc, options.backend_options.kernels, options.quick, options.model,
+              options.backend_options.threads};
   for (const auto& [name, group] : registry()) {
     if (!options.groups.empty() && std::find(options.groups.begin(), options.groups.end(), name) == options.groups.end())
       continue;
@@ -261,14 +262,18 @@ void print_table(const Report& report) {
     kernel_w = std::max(kernel_w, r.kernel.size());
   }
   const int sw = static_cast<int>(shape_w), kw = static_cast<int>(kernel_w);
-  std::printf("\n%-10s %-*s %-8s %-*s %-7s %10s %10s %9s %9s %9s\n", "op", sw, "shape", "dtype", kw, "kernel", "side",
-              "time", "GFLOP/s", "GB/s", "roofline", "vs vendor");
+  bool any_tokens = false;
+  for (const Record& r : report.records) any_tokens |= r.tokens > 0;
+  std::printf("\n%-10s %-*s %-8s %-*s %-7s %10s %10s %9s %9s %9s%s\n", "op", sw, "shape", "dtype", kw, "kernel", "side",
+              "time", "GFLOP/s", "GB/s", "roofline", "vs vendor", any_tokens ? "     tok/s" : "");
   for (const Record& r : report.records) {
     char speedup[16] = "";
     if (r.speedup_vs_vendor > 0) std::snprintf(speedup, sizeof speedup, "%.2fx", r.speedup_vs_vendor);
-    std::printf("%-10s %-*s %-8s %-*s %-7s %10s %10.1f %9.1f %8.0f%% %9s\n", r.op.c_str(), sw, r.shape.c_str(),
+    char tps[24] = "";
+    if (r.tokens > 0) std::snprintf(tps, sizeof tps, " %9.1f", r.tokens / r.seconds);
+    std::printf("%-10s %-*s %-8s %-*s %-7s %10s %10.1f %9.1f %8.0f%% %9s%s\n", r.op.c_str(), sw, r.shape.c_str(),
                 r.dtype.c_str(), kw, r.kernel.c_str(), r.vendor ? "vendor" : "custom", human_seconds(r.seconds).c_str(),
-                r.gflops, r.gbps, 100 * r.roofline_fraction, speedup);
+                r.gflops, r.gbps, 100 * r.roofline_fraction, speedup, tps);
   }
 }
 
@@ -294,6 +299,7 @@ std::string to_json(const Report& report) {
                        {"gbps", r.gbps},
                        {"roofline_fraction", r.roofline_fraction},
                        {"speedup_vs_vendor", r.speedup_vs_vendor},
+                       {"tokens_per_second", r.tokens > 0 ? r.tokens / r.seconds : 0.0},
                        {"read_gbps", mc.read_gbps},
                        {"peak_gflops", mc.peak_gflops}});
   return out.dump(2);

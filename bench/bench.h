@@ -32,6 +32,7 @@ struct Record {
   double seconds = 0; // per call (median)
   double flops = 0;   // per call
   double bytes = 0;   // bytes that must move from DRAM per call (weights, KV, activations)
+  double tokens = 0;  // tokens per call (model records); 0 for single ops
   // Derived by the driver:
   double gflops = 0, gbps = 0, roofline_fraction = 0;
   double speedup_vs_vendor = 0;  // vendor seconds / these seconds, same op and shape; 0 when none
@@ -43,6 +44,8 @@ struct Context {
   KernelPreference kernels;   // what the user forced; a group runs the vendor and custom sides it
                               // is allowed to (auto: both, for the speedup column)
   bool quick = false;         // fewer shapes and repetitions (the no-argument run, tests)
+  std::string model;          // a model file for the "model" group; empty: that group is skipped
+  int threads = 0;            // as --threads
 
   bool run_vendor() const { return kernels != KernelPreference::kCustom; }
   bool run_custom() const { return kernels != KernelPreference::kVendor; }
@@ -71,6 +74,7 @@ struct Options {
   BackendOptions backend_options;
   std::vector<std::string> groups;  // empty: all
   bool quick = false;
+  std::string model;                // --model: also benchmark this model end to end (group "model")
   bool json = false;
 };
 

@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <utility>
@@ -17,6 +18,24 @@ thread_local bool t_inside_pool = false;  // set while a thread runs a chunk
 // Enough chunks to balance any realistic core count, few enough that claiming one is cheap.
 constexpr int64_t kMaxChunks = 256;
 
+// The job word: generation (32 bits) | next chunk to claim (16) | chunks of the job (16). Claiming
+// a chunk is one compare-exchange on it, so a worker can never claim a chunk of a job other than
+// the one it saw: a stale worker's exchange fails on the generation.
+constexpr uint64_t generation_of(uint64_t s) { return s >> 32; }
+constexpr uint64_t next_of(uint64_t s) { return (s >> 16) & 0xFFFF; }
+constexpr uint64_t total_of(uint64_t s) { return s & 0xFFFF; }
+constexpr uint64_t kOneChunk = uint64_t{1} << 16;
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+using SpinClock = std::chrono::steady_clock;
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
@@ -25,6 +44,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_requested_.store(true, std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
@@ -34,33 +54,53 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::worker_loop(int /*worker_index*/) {
-  uint64_t seen = 0;
-  std::unique_lock lock(mutex_);
+  uint64_t seen = 0;  // generation of the last job this worker looked at
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-    if (stop_) return;
-    seen = generation_;
-    run_chunks(lock);
+    uint64_t s = state_.load(std::memory_order_acquire);
+    // Spin a while for the next job: in a decode loop it comes within microseconds.
+    const auto deadline = SpinClock::now() + std::chrono::microseconds(kSpinMicros);
+    for (int i = 0; generation_of(s) == seen; ++i) {
+      cpu_relax();
+      if ((i & 255) == 255) {
+        if (stop_requested_.load(std::memory_order_relaxed) || SpinClock::now() > deadline) break;
+      }
+      s = state_.load(std::memory_order_acquire);
+    }
+    if (generation_of(s) == seen) {  // idle: sleep until a job or stop
+      std::unique_lock lock(mutex_);
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      work_cv_.wait(lock, [&] {
+        s = state_.load(std::memory_order_seq_cst);
+        return stop_ || generation_of(s) != seen;
+      });
+      sleeping_.fetch_sub(1, std::memory_order_relaxed);
+      if (stop_) return;
+    }
+    if (stop_requested_.load(std::memory_order_relaxed)) return;
+    seen = generation_of(s);
+    run_chunks(seen);
   }
 }
 
-void ThreadPool::run_chunks(std::unique_lock<std::mutex>& lock) {
-  while (job_ && next_chunk_ < job_chunks_) {
-    const int64_t c = next_chunk_++;
-    const auto* fn = job_;
+void ThreadPool::run_chunks(uint64_t generation) {
+  for (;;) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    do {
+      if (generation_of(s) != generation || next_of(s) >= total_of(s)) return;
+    } while (!state_.compare_exchange_weak(s, s + kOneChunk, std::memory_order_acq_rel, std::memory_order_acquire));
+    // The job's fields were written before its generation was published, and stay until every
+    // chunk, this one included, is done.
+    const int64_t c = static_cast<int64_t>(next_of(s));
     const int64_t begin = c * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
-    lock.unlock();
-    std::exception_ptr error;
     t_inside_pool = true;
     try {
-      (*fn)(begin, end);
+      (*job_)(begin, end);
     } catch (...) {
-      error = std::current_exception();
+      std::lock_guard lock(error_mutex_);
+      if (!first_error_) first_error_ = std::current_exception();
     }
     t_inside_pool = false;
-    lock.lock();
-    if (error && !first_error_) first_error_ = error;
-    if (++chunks_done_ == job_chunks_) done_cv_.notify_all();
+    chunks_done_.fetch_add(1, std::memory_order_acq_rel);
   }
 }
 
@@ -76,20 +116,35 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     return;
   }
   std::lock_guard run_lock(run_mutex_);
-  std::unique_lock lock(mutex_);
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = chunk;
-  job_chunks_ = (n + job_chunk_ - 1) / job_chunk_;
-  next_chunk_ = 0;
-  chunks_done_ = 0;
-  first_error_ = nullptr;
-  ++generation_;
-  work_cv_.notify_all();
-  run_chunks(lock);  // the caller works too
-  done_cv_.wait(lock, [&] { return chunks_done_ == job_chunks_; });
-  job_ = nullptr;
-  if (first_error_) std::rethrow_exception(std::exchange(first_error_, nullptr));
+  const auto total = static_cast<uint64_t>((n + chunk - 1) / chunk);
+  chunks_done_.store(0, std::memory_order_relaxed);
+  generation_ = (generation_ + 1) & 0xFFFFFFFF;
+  if (generation_ == 0) generation_ = 1;  // 0 is the workers' initial "seen"
+  // Publish (seq_cst, paired with the sleepers' seq_cst increment of sleeping_: either they see
+  // the job, or we see them and wake them).
+  state_.store(generation_ << 32 | total, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard lock(mutex_);
+    work_cv_.notify_all();
+  }
+  run_chunks(generation_);  // the caller works too
+  // Wait for chunks other threads are still running: spin, then yield.
+  const auto deadline = SpinClock::now() + std::chrono::microseconds(kSpinMicros);
+  for (int i = 0; chunks_done_.load(std::memory_order_acquire) < static_cast<int64_t>(total); ++i) {
+    if (i < 4096 || SpinClock::now() < deadline)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
+  std::exception_ptr error;
+  {
+    std::lock_guard lock(error_mutex_);
+    error = std::exchange(first_error_, nullptr);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 int ThreadPool::default_thread_count() {

@@ -125,4 +125,4 @@ def test_default_run_loads_the_model(exported):
     assert "roofline  read bandwidth" in done.stdout
     assert "q4_0 gemv" in done.stdout and "openblas sgemv" in done.stdout
     done = run(BINARY, env=dict(os.environ, BATCH_FORGE_MODEL="/nonexistent/m.safetensors"))
-    assert done.returncode == 1 and "export_eqx.py" in done.stderr
+    assert done.returncode == 1 and "fetch_model.sh" in done.stderr

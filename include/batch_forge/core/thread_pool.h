@@ -1,8 +1,15 @@
 // The one thread pool of the process. Kernels split work with parallel_for, whose chunking
 // depends only on the range and the grain (never on the thread count or on timing), so a kernel
 // computes the same bits whatever the number of threads.
+//
+// A decode step of a small model is a few hundred parallel_for calls of tens of microseconds each,
+// so waking a sleeping thread (a futex round trip, 5–50 µs) per call would cost as much as the
+// work. Workers therefore spin on the job counter for a while after each job (kSpinMicros) before
+// they sleep on the condition variable, chunks are claimed with an atomic counter, and the caller
+// spins for the last chunks in flight. An idle pool costs nothing after kSpinMicros.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,26 +41,31 @@ class ThreadPool {
   static int default_thread_count();
 
  private:
+  static constexpr int64_t kSpinMicros = 200;
+
   void worker_loop(int worker_index);
-  // Claims and runs chunks of the job in flight until none is left; `lock` holds mutex_.
-  void run_chunks(std::unique_lock<std::mutex>& lock);
+  // Claims and runs chunks of job `generation` until none is left (or another job replaced it).
+  void run_chunks(uint64_t generation);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex mutex_;                 // guards sleeping: work_cv_ waits and stop_
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
-  std::mutex run_mutex_;  // serializes parallel_for calls from different threads
-  // State of the job in flight, guarded by mutex_.
+  std::mutex run_mutex_;             // serializes parallel_for calls from different threads
+  // The job in flight. Written by the caller before state_ publishes its generation and read by
+  // workers only after they claimed one of its chunks; constant until every chunk is done.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
   int64_t job_chunks_ = 0;
-  int64_t next_chunk_ = 0;
-  int64_t chunks_done_ = 0;
-  uint64_t generation_ = 0;
-  std::exception_ptr first_error_;
-  bool stop_ = false;
+  uint64_t generation_ = 0;          // of the last job; written under run_mutex_ only
+  std::atomic<uint64_t> state_{0};   // the job word: generation | next chunk | chunks (thread_pool.cc)
+  std::atomic<int64_t> chunks_done_{0};
+  std::atomic<int> sleeping_{0};     // workers blocked (or about to block) on work_cv_
+  std::atomic<bool> stop_requested_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr first_error_;   // guarded by error_mutex_
+  bool stop_ = false;                // guarded by mutex_
 };
 
 }  // namespace bf

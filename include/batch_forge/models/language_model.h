@@ -63,6 +63,8 @@ class LanguageModel {
   // Bytes of weights one decode step reads (every matmul weight and one embedding row; with tied
   // embeddings the table once, as the output head): the numerator of the decode roofline.
   virtual int64_t weight_bytes_per_token() const = 0;
+  // Multiply-adds × 2 of the matmuls per token (attention excluded).
+  virtual int64_t matmul_flops_per_token() const = 0;
 
   // Runs the new tokens of every sequence in `batch`, writing their K/V into their pages.
   // logits: [Σ (all_logits ? q_len : 1), vocab] f32, sequences in batch order; resized here.

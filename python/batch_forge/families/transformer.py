@@ -280,3 +280,148 @@ def transformer_skeleton(config: dict) -> Transformer:
 def build_transformer(config: dict, key) -> Transformer:
     """Registry builder: config dict (as stored in the file) + key -> random-init model."""
     return init_transformer(TransformerConfig.from_dict(config), key)
+
+
+# ---- Incremental decoding with a key/value cache -------------------------------------------
+#
+# The cache has a fixed size so that one compiled decode step serves every position: keys and
+# values of position p live in row p, and a query at position q attends to rows 0..q only. Rows
+# past the last written position may hold anything (zeros, or leftovers of a padded prefill);
+# the position mask never lets a query read them, and a step writes its own row before reading.
+
+
+class KVCache(eqx.Module):
+    """Keys (after RoPE) and values of every layer, by absolute position."""
+    keys: jax.Array  # [n_layers, max_len, n_kv_heads, head_dim], model dtype
+    values: jax.Array  # [n_layers, max_len, n_kv_heads, head_dim], model dtype
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[1]
+
+
+def init_cache(model: Transformer, max_len: int) -> KVCache:
+    """An empty cache for positions 0..max_len-1 (max_len <= config.max_seq_len)."""
+    cfg = model.config
+    if not 1 <= max_len <= cfg.max_seq_len:
+        raise ValueError(f"cache length {max_len} must be in 1..max_seq_len ({cfg.max_seq_len})")
+    shape = (cfg.n_layers, max_len, cfg.n_kv_heads, cfg.head_dim)
+    dtype = model.embed.weight.dtype
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def _attention_with_cache(attn: Attention, x, positions, cache: KVCache, layer: int, start_pos):
+    """x: [T, dim] at `positions` (= start_pos + 0..T-1) -> ([T, dim], cache with rows written).
+
+    Same math as Attention.__call__, with the keys/values of earlier positions read from the
+    cache. Query heads are grouped per KV head instead of repeating K/V: [T, n_kv, group, hd].
+    """
+    T, n_kv, hd = x.shape[0], attn.n_kv_heads, attn.head_dim
+    group = attn.n_heads // n_kv
+    q = jax.vmap(attn.query_proj)(x).reshape(T, attn.n_heads, hd)
+    k = jax.vmap(attn.key_proj)(x).reshape(T, n_kv, hd)
+    v = jax.vmap(attn.value_proj)(x).reshape(T, n_kv, hd)
+    q, k = rope(q, positions, attn.rope_theta), rope(k, positions, attn.rope_theta)
+    at = (layer, start_pos, 0, 0)
+    keys = jax.lax.dynamic_update_slice(cache.keys, k[None].astype(cache.keys.dtype), at)
+    values = jax.lax.dynamic_update_slice(cache.values, v[None].astype(cache.values.dtype), at)
+    k_all, v_all = keys[layer], values[layer]  # [S, n_kv, hd], S = cache length
+    qg = q.reshape(T, n_kv, group, hd).astype(jnp.float32)
+    scores = jnp.einsum("tkgd,skd->kgts", qg, k_all.astype(jnp.float32)) / math.sqrt(hd)
+    visible = positions[:, None] >= jnp.arange(k_all.shape[0], dtype=jnp.int32)[None, :]  # [T, S]
+    scores = jnp.where(visible[None, None], scores, -jnp.inf)  # [n_kv, group, T, S]
+    probs = jax.nn.softmax(scores, axis=-1)
+    out = jnp.einsum("kgts,skd->tkgd", probs, v_all.astype(jnp.float32)).astype(x.dtype)
+    out = jax.vmap(attn.output_proj)(out.reshape(T, attn.n_heads * hd))
+    return out, KVCache(keys, values)
+
+
+def forward_with_cache(model: Transformer, tokens, cache: KVCache, start_pos):
+    """Run `tokens` (int [T]) at positions start_pos..start_pos+T-1 on top of `cache`.
+
+    Returns (float32 logits [T, vocab_size], the cache with those T positions written); the
+    logits equal model(all tokens so far)[start_pos:start_pos+T]. Prefill is start_pos = 0 with
+    the whole prompt, decode is T = 1. start_pos may be a traced int32 (one compilation for all
+    decode steps) but then start_pos + T <= cache.max_len is the caller's duty: XLA clamps an
+    out-of-range write instead of failing.
+    """
+    T = tokens.shape[0]
+    if isinstance(start_pos, int) and not 0 <= start_pos <= cache.max_len - T:
+        raise ValueError(f"{T} tokens at position {start_pos} overflow a cache of "
+                         f"{cache.max_len} positions")
+    positions = start_pos + jnp.arange(T, dtype=jnp.int32)  # [T]
+    x = model.embed.weight[tokens]  # [T, dim]
+    for i, layer in enumerate(model.layers):
+        a, cache = _attention_with_cache(layer.attn, jax.vmap(layer.attn_norm)(x), positions,
+                                         cache, i, start_pos)
+        h = x + a
+        x = h + jax.vmap(layer.mlp)(jax.vmap(layer.mlp_norm)(h))
+    x = jax.vmap(model.final_norm)(x)
+    if model.lm_head is None:
+        logits = x @ model.embed.weight.T
+    else:
+        logits = jax.vmap(model.lm_head)(x)
+    return logits.astype(jnp.float32), cache
+
+
+def _last_logits_step(model, cache, tokens, start_pos, n_valid):
+    """forward_with_cache keeping only the logits of row n_valid - 1: [vocab_size]."""
+    logits, cache = forward_with_cache(model, tokens, cache, start_pos)
+    return logits[n_valid - 1], cache
+
+
+# The cache is donated: each step updates it in place instead of copying every layer's rows.
+_step = eqx.filter_jit(_last_logits_step, donate="all-except-first")
+
+_PREFILL_BUCKET = 32  # prompts are padded up to a multiple of this: fewer distinct compilations
+_CACHE_BUCKET = 256  # cache lengths likewise
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def generate(model: Transformer, prompt_tokens, max_new_tokens: int, *, eos_ids=(),
+             temperature: float = 0.0, key=None) -> list[int]:
+    """New tokens after `prompt_tokens` (ints), at most max_new_tokens, through the KV cache.
+
+    Greedy (argmax) when temperature == 0, otherwise samples softmax(logits / temperature) with
+    the PRNG `key`. Stops after the first token in `eos_ids`, which is included in the result.
+    """
+    prompt = [int(t) for t in prompt_tokens]
+    cfg = model.config
+    if not prompt:
+        raise ValueError("generate needs at least one prompt token")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0 or (temperature > 0 and key is None):
+        raise ValueError("temperature must be >= 0, and sampling (temperature > 0) needs a key")
+    if bad := [t for t in prompt if not 0 <= t < cfg.vocab_size]:
+        raise ValueError(f"prompt token(s) {bad[:5]} outside the vocabulary "
+                         f"0..{cfg.vocab_size - 1}")
+    # The last generated token is never fed back, hence the - 1.
+    needed = len(prompt) + max(max_new_tokens - 1, 0)
+    if needed > cfg.max_seq_len:
+        raise ValueError(f"prompt ({len(prompt)}) + new tokens ({max_new_tokens}) exceed "
+                         f"max_seq_len {cfg.max_seq_len}")
+    if max_new_tokens == 0:
+        return []
+    cache_len = min(_round_up(needed, _CACHE_BUCKET), cfg.max_seq_len)
+    padded = min(_round_up(len(prompt), _PREFILL_BUCKET), cache_len)
+    cache = init_cache(model, cache_len)
+    tokens = jnp.asarray(prompt + [0] * (padded - len(prompt)), jnp.int32)
+    logits, cache = _step(model, cache, tokens, jnp.int32(0), jnp.int32(len(prompt)))
+    eos = {int(t) for t in eos_ids}
+    out: list[int] = []
+    one = jnp.int32(1)
+    for pos in range(len(prompt), len(prompt) + max_new_tokens):
+        if temperature == 0:
+            token = int(jnp.argmax(logits))
+        else:
+            key, sub = jax.random.split(key)
+            token = int(jax.random.categorical(sub, logits / temperature))
+        out.append(token)
+        if token in eos or len(out) == max_new_tokens:
+            break
+        logits, cache = _step(model, cache, jnp.asarray([token], jnp.int32), jnp.int32(pos), one)
+    return out

@@ -167,7 +167,7 @@ void fgemm(const CpuContext& ctx, const Problem& p) {
   const int64_t kc = std::min(p.k, kKBlock);
   const int64_t panels = (p.n + nr - 1) / nr;
   // GEMV: long contiguous runs of the weight per chunk; GEMM: ≥ 4 panels of compute per chunk.
-  const int64_t grain = p.m <= kGemvMaxRows ? (stream_grain(p.w_row_bytes, nr) + nr - 1) / nr : 4;
+  const int64_t grain = p.m <= kGemvMaxRows ? (stream_grain(p.w_row_bytes, p.n, ctx.pool->size(), nr) + nr - 1) / nr : 4;
   ctx.pool->parallel_for(panels, grain, [&](int64_t pb, int64_t pe) {
     thread_local AlignedVector<float> buf;  // [nr, kc]: one dequantized panel
     if (!in_place) buf.resize(static_cast<size_t>(nr * kc));

@@ -149,7 +149,7 @@ bool has_fused_gemv(Isa isa, DType t) {
 void fgemv_avx512(const CpuContext& ctx, const Problem& p) {
   BF_CHECK(has_fused_gemv(ctx.isa, p.wtype), "fgemv_avx512 of ", dtype_name(p.wtype));
   const RowsFn fns[4] = {pick_rows<1>(p.wtype), pick_rows<2>(p.wtype), pick_rows<3>(p.wtype), pick_rows<4>(p.wtype)};
-  ctx.pool->parallel_for(p.n, stream_grain(p.w_row_bytes, 4), [&](int64_t j0, int64_t j1) {
+  ctx.pool->parallel_for(p.n, stream_grain(p.w_row_bytes, p.n, ctx.pool->size(), 4), [&](int64_t j0, int64_t j1) {
     for (int64_t i0 = 0; i0 < p.m; i0 += 4) fns[std::min<int64_t>(4, p.m - i0) - 1](p, i0, j0, j1);
   });
 }

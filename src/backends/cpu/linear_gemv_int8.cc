@@ -312,7 +312,7 @@ void qgemv(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts) {
   // Pick the kernels once per call; chunks run them over their rows.
   RowsFn fns[4];
   for (int r = 1; r <= 4; ++r) fns[r - 1] = pick(ctx.isa, q8, r);
-  ctx.pool->parallel_for(p.n, stream_grain(p.w_row_bytes, 4), [&](int64_t j0, int64_t j1) {
+  ctx.pool->parallel_for(p.n, stream_grain(p.w_row_bytes, p.n, ctx.pool->size(), 4), [&](int64_t j0, int64_t j1) {
     for (int64_t i0 = 0; i0 < p.m; i0 += 4) fns[std::min<int64_t>(4, p.m - i0) - 1](p, acts, i0, j0, j1);
   });
 }

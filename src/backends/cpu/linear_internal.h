@@ -12,6 +12,8 @@
 // number of threads.
 #pragma once
 
+#include <algorithm>
+
 #include <xmmintrin.h>
 
 #include <cstddef>
@@ -143,10 +145,19 @@ inline void prefetch_ahead(const void* p) {
 // weight per chunk, so each thread reads long contiguous runs and the prefetchers (ours and the
 // hardware's) ramp up once per run, not every few rows. Measured on 2 threads, q4_0 4096²: 16-row
 // (37 KiB) chunks 32 GB/s, 64–128 rows (147–295 KiB) 43–45 GB/s, 2 chunks 41 GB/s (balance).
-// Depends only on the shape; the kernels' results never depend on the chunking.
+// A small model's weights are smaller than one such chunk (SmolLM2's 576 × 576 q4_0 projection is
+// 187 KB), so the grain also leaves ≥ 4 items per thread, down to kMinStreamChunkBytes; otherwise
+// one core would stream the whole matrix while the other waits.
+// Each output row is computed by one item, whatever the split, so results never depend on it.
 inline constexpr int64_t kStreamChunkBytes = 192 * 1024;
-inline int64_t stream_grain(int64_t row_bytes, int64_t min_rows = 1) {
-  const int64_t rows = (kStreamChunkBytes + row_bytes - 1) / row_bytes;
+inline constexpr int64_t kMinStreamChunkBytes = 16 * 1024;
+inline int64_t stream_grain(int64_t row_bytes, int64_t n_rows, int threads, int64_t min_rows = 1) {
+  int64_t rows = (kStreamChunkBytes + row_bytes - 1) / row_bytes;
+  if (threads > 1) {
+    const int64_t balanced = (n_rows + 4 * threads - 1) / (4 * threads);
+    const int64_t floor_rows = (kMinStreamChunkBytes + row_bytes - 1) / row_bytes;
+    rows = std::min(rows, std::max(balanced, floor_rows));
+  }
   return rows > min_rows ? rows : min_rows;
 }
 

@@ -125,7 +125,7 @@ void quantize_acts(const CpuContext& ctx, const Problem& p, QLayout layout, int 
   out.corr.resize(static_cast<size_t>(p.m * np));
 
   const QuantizeRowFn quantize_row = quantize_row_for(ctx.isa);
-  ctx.pool->parallel_for(p.m, stream_grain(p.k * 4, 1), [&](int64_t i0, int64_t i1) {
+  ctx.pool->parallel_for(p.m, stream_grain(p.k * 4, p.m, ctx.pool->size(), 1), [&](int64_t i0, int64_t i1) {
     thread_local std::vector<int8_t> natural;  // [np * 32]: k order, before rearranging (split layout)
     thread_local std::vector<float> dx;         // [np]
     thread_local std::vector<int32_t> sum;      // [np]

@@ -37,7 +37,9 @@ void add_bias(const Problem& p, int64_t j0, int64_t j1) {
 }  // namespace
 
 void vendor_linear(const CpuContext& ctx, const Problem& p) {
-  const int64_t grain = p.m == 1 ? stream_grain(p.k * 4, 16) : kSgemmRows;
+  // OpenBLAS's sgemv rounds a row differently depending on how many rows one call covers, so the
+  // split must not follow the thread count here (threads = 1: shape only).
+  const int64_t grain = p.m == 1 ? stream_grain(p.k * 4, p.n, 1, 16) : kSgemmRows;
   if (p.wtype == DType::kF32) {
     const auto* w = reinterpret_cast<const float*>(p.w);
     const int64_t ldw = p.w_row_bytes / 4;

@@ -62,6 +62,8 @@ class Model final : public LanguageModel {
     return weights_.matmul_bytes + row;
   }
 
+  int64_t matmul_flops_per_token() const override { return 2 * weights_.matmul_params; }
+
   void forward(std::span<const SeqInput> batch, const KvCacheView& kv, std::vector<float>& logits) override;
 
  private:

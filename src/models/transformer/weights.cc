@@ -52,6 +52,7 @@ class Binder {
     l.weight = matrix(name, &l.scale);
     if (bias) l.bias = vector(prefix + ".bias");
     w_.matmul_bytes += static_cast<int64_t>(*dtype_bytes(l.weight.dtype, static_cast<uint64_t>(l.weight.numel())));
+    w_.matmul_params += l.weight.numel();
     return l;
   }
 
@@ -162,6 +163,7 @@ Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, 
     w.head.weight = w.embed;
     w.head.scale = embed_scale;
     w.matmul_bytes += static_cast<int64_t>(*dtype_bytes(w.embed.dtype, static_cast<uint64_t>(w.embed.numel())));
+    w.matmul_params += w.embed.numel();
   } else {
     w.head = b.linear("lm_head", false);
   }

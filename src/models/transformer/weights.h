@@ -40,6 +40,7 @@ struct Weights {
 
   std::vector<std::unique_ptr<Buffer>> owned;  // converted tensors the views above point into
   int64_t matmul_bytes = 0;                    // bytes of every matmul weight (the head once)
+  int64_t matmul_params = 0;                   // their elements: 2 × this = matmul FLOPs per token
 
   static Weights bind(const ModelFile& file, const Config& config, Backend& backend, const LoadOptions& options);
 };
