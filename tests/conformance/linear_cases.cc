@@ -196,7 +196,7 @@ constexpr KernelPreference kSides[] = {KernelPreference::kAuto, KernelPreference
 std::array<int64_t, 4> lengths(DType t) {
   switch (t) {
     case DType::kQ8_0:
-    case DType::kQ4_0: return {32, 96, 32 * 19, 32 * 69};
+    case DType::kQ4_0: return {32, 32 * 14, 32 * 27, 32 * 69};  // tails of 1, 14, 11 and 5 blocks
     case DType::kNF4: return {64, 192, 64 * 17, 64 * 33};
     default: return {1, 37, 100, 2100};
   }

@@ -182,13 +182,20 @@ BF_TARGET_AVX512 inline __m512i q4_scales(__m512i head_a, __m512i head_b, int g)
 
 // One step: 16 blocks of one weight row at `base` against M activation rows (their step data at
 // xq[r], corr[r], dx[r]), folded into acc[r].
-template <int M, bool kQ8>
+// A tail step (the row's last nb % 16 blocks, from a zero-padded copy) runs only the G groups of
+// 4 blocks that hold data: SmolLM2's 576-wide rows are 18 blocks, one step and a 2-block tail, and
+// a full tail step would do 16 blocks of work for 2.
+template <int M, bool kQ8, int G = 4>
 BF_TARGET_AVX512 inline void step_avx512(const std::byte* base, const int8_t* const* xq, const int32_t* const* corr,
                                          const float* const* dx, __m512i scale_at, __m512* acc) {
   constexpr int64_t bpb = kQ8 ? kQ8Bytes : kQ4Bytes;
   __m512i prod[M][4];
   __m512i head[4], scales01;  // q4_0: each group's first 64 bytes, for the scales
-  for (int g = 0; g < 4; ++g) {
+  for (int g = G; g < 4; ++g) {
+    head[g] = _mm512_setzero_si512();
+    for (int r = 0; r < M; ++r) prod[r][g] = _mm512_setzero_si512();
+  }
+  for (int g = 0; g < G; ++g) {
     __m512i lo, hi;
     if constexpr (kQ8) {
       unpack4_q8_avx512(base + g * 4 * bpb, lo, hi);
@@ -201,6 +208,7 @@ BF_TARGET_AVX512 inline void step_avx512(const std::byte* base, const int8_t* co
       prod[r][g] = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(xq[r] + g * 128 + 64));
     }
   }
+  if constexpr (!kQ8 && G < 2) scales01 = q4_scales(head[0], head[1], 0);  // head[1] is zero
   __m512 dw;
   if constexpr (kQ8)  // 4 bytes from each scale's address: the f16 scale and 2 code bytes
     dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(scale_at, base, 1)));
@@ -264,7 +272,12 @@ BF_TARGET_AVX512 void rows_avx512(const Problem& p, const QuantizedActs& a, int6
     }
     if (has_tail) {
       std::memcpy(tail, base, (nb % 16) * bpb);
-      step_avx512<M, kQ8>(tail, xq, corr, dx, scale_at, acc[1]);
+      switch ((nb % 16 + 3) / 4) {
+        case 1: step_avx512<M, kQ8, 1>(tail, xq, corr, dx, scale_at, acc[1]); break;
+        case 2: step_avx512<M, kQ8, 2>(tail, xq, corr, dx, scale_at, acc[1]); break;
+        case 3: step_avx512<M, kQ8, 3>(tail, xq, corr, dx, scale_at, acc[1]); break;
+        default: step_avx512<M, kQ8, 4>(tail, xq, corr, dx, scale_at, acc[1]); break;
+      }
     }
     for (int r = 0; r < M; ++r) {
       const float v = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][r], acc[1][r]));
