@@ -13,6 +13,7 @@
 #include "batch_forge/core/error.h"
 #include "batch_forge/models/language_model.h"
 #include "batch_forge/models/model.h"
+#include "batch_forge/runtime/engine.h"
 #include "batch_forge/runtime/kv_cache.h"
 #include "support/paths.h"
 
@@ -217,6 +218,56 @@ TEST_P(TransformerParity, ExhaustedPoolIsAnErrorNotACrash) {
   }
   a.release();
   EXPECT_TRUE(b.try_reserve(1));
+}
+
+// q/k/v and gate/up as one matmul or three (two): the same logits, as stored and quantized at
+// load (which always fuses).
+TEST_P(TransformerParity, FusedProjectionsMatchSeparateOnes) {
+  for (const std::string quant : {"", "q8_0", "q4_0"}) {
+    LoadOptions fused, separate;
+    fused.quant = separate.quant = quant;
+    separate.fuse_projections = false;
+    auto a = load_language_model(*file_, *backend_, fused);
+    auto b = load_language_model(*file_, *backend_, separate);
+    std::vector<float> la, lb;
+    for (auto* m : {a.get(), b.get()}) {
+      SeqState seq(*pool_);
+      seq.reserve(static_cast<int64_t>(ref_->tokens.size()));
+      const SeqInput in{ref_->tokens, 0, seq.pages(), true};
+      m->forward({&in, 1}, pool_->view(), m == a.get() ? la : lb);
+    }
+    ASSERT_EQ(la.size(), lb.size());
+    for (size_t i = 0; i < la.size(); ++i)
+      ASSERT_NEAR(la[i], lb[i], 1e-5 * (1 + std::abs(lb[i]))) << "quant '" << quant << "' logit " << i;
+  }
+}
+
+// The engine's request path: greedy generation in two turns on one SeqState — the second turn
+// feeds only the first turn's pending token and continues from the cached pages — gives the
+// reference's greedy tokens.
+TEST_P(TransformerParity, EngineGenerateContinuesAcrossTurns) {
+  EngineOptions options;
+  options.backend_options = BackendOptions{2, KernelPreference::kAuto, std::string(cpu::isa_name(std::get<1>(GetParam())))};
+  options.kv_memory = 64 * kPageSize * model_->kv_layout().bytes_per_token();
+  options.kv_page_size = kPageSize;
+  options.prefill_chunk = 5;  // the prompt of 8 goes in two chunks
+  auto engine = Engine::open(fixture_dir() + std::get<0>(GetParam()) + ".model.safetensors", options);
+  SeqState seq(engine->kv_pool());
+  GenerationRequest first;
+  first.prompt = ref_->prompt;
+  first.sampling.temperature = 0;
+  first.max_tokens = 20;
+  const GenerationResult a = engine->generate(seq, first);
+  EXPECT_EQ(a.finish_reason, "length");
+  EXPECT_EQ(seq.n_tokens(), static_cast<int64_t>(ref_->prompt.size() + 19)) << "the last token is pending";
+  GenerationRequest second = first;
+  second.prompt = a.pending;
+  const GenerationResult b = engine->generate(seq, second);
+  std::vector<int32_t> got = a.tokens;
+  got.insert(got.end(), b.tokens.begin(), b.tokens.end());
+  EXPECT_EQ(got, std::vector<int32_t>(ref_->greedy.begin(), ref_->greedy.begin() + 40));
+  seq.release();
+  EXPECT_EQ(engine->kv_pool().used_pages(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, TransformerParity,

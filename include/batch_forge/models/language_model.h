@@ -50,6 +50,9 @@ struct LoadOptions {
   // Quantize the float matmul weights (and the embedding) while loading: "q8_0", "q4_0", "nf4",
   // "fp8_e4m3", or empty to run the weights as stored. Same rule and bytes as `batch_forge quantize`.
   std::string quant;
+  // Run projections of the same input (q/k/v, gate/up) as one matmul where their weights lie back
+  // to back (always after `quant`). Off only to compare the two paths.
+  bool fuse_projections = true;
 };
 
 class LanguageModel {

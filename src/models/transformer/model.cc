@@ -85,6 +85,18 @@ class Model final : public LanguageModel {
       backend_.layer_norm({cview(x, {m, config_.dim}), w.weight, w.bias, eps, view(y, {m, config_.dim})});
     }
   }
+  // [rows, Σ width] → one [rows, width] buffer per part.
+  static void split_columns(const float* src, int64_t rows, std::initializer_list<std::pair<float*, int64_t>> parts) {
+    int64_t total = 0;
+    for (const auto& [dst, width] : parts) total += width;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + r * total;
+      for (const auto& [dst, width] : parts) {
+        std::memcpy(dst + r * width, row, static_cast<size_t>(width) * sizeof(float));
+        row += width;
+      }
+    }
+  }
   void add_into(float* x, const float* d, int64_t n) {
     backend_.add({cview(x, {n}), cview(d, {n}), view(x, {n})});
   }
@@ -166,9 +178,15 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     norm(w.attn_norm, x, rows, h);
-    linear(w.query, h, rows, dim, q, nq);
-    linear(w.key, h, rows, dim, k, nkv);
-    linear(w.value, h, rows, dim, v, nkv);
+    if (w.qkv.weight.data) {  // one matmul, then each row's q | k | v columns apart
+      float* qkv = scratch_.get(backend_, 9, rows * (nq + 2 * nkv));  // [rows, q + 2·kv]
+      linear(w.qkv, h, rows, dim, qkv, nq + 2 * nkv);
+      split_columns(qkv, rows, {{q, nq}, {k, nkv}, {v, nkv}});
+    } else {
+      linear(w.query, h, rows, dim, q, nq);
+      linear(w.key, h, rows, dim, k, nkv);
+      linear(w.value, h, rows, dim, v, nkv);
+    }
     const auto theta = static_cast<float>(c.rope_theta);
     backend_.rope({view(q, {rows, c.n_heads, hd}), positions_.data(), theta});
     backend_.rope({view(k, {rows, c.n_kv_heads, hd}), positions_.data(), theta});
@@ -199,8 +217,14 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
     norm(w.mlp_norm, x, rows, h);
     if (c.mlp == MlpKind::kSwiGlu) {
-      linear(w.gate, h, rows, dim, gate, ffn);
-      linear(w.up, h, rows, dim, up, ffn);
+      if (w.gate_up.weight.data) {
+        float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
+        linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
+        split_columns(gu, rows, {{gate, ffn}, {up, ffn}});
+      } else {
+        linear(w.gate, h, rows, dim, gate, ffn);
+        linear(w.up, h, rows, dim, up, ffn);
+      }
       backend_.silu_mul({cview(gate, {rows, ffn}), cview(up, {rows, ffn}), view(up, {rows, ffn})});
     } else {
       linear(w.up, h, rows, dim, up, ffn);

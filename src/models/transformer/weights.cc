@@ -15,7 +15,7 @@ constexpr uintptr_t kAlignment = 64;
 class Binder {
  public:
   Binder(const ModelFile& file, Backend& backend, Weights& w, const LoadOptions& options)
-      : file_(file), backend_(backend), w_(w) {
+      : file_(file), backend_(backend), w_(w), fuse_(options.fuse_projections) {
     if (!options.quant.empty()) {
       scheme_ = ops::quant_scheme_from_name(options.quant);
       if (!scheme_)
@@ -54,6 +54,32 @@ class Binder {
     w_.matmul_bytes += static_cast<int64_t>(*dtype_bytes(l.weight.dtype, static_cast<uint64_t>(l.weight.numel())));
     w_.matmul_params += l.weight.numel();
     return l;
+  }
+
+  // Projections that read the same input ({query, key, value}, {gate, up}): each part bound as
+  // usual, plus `fused`, one [Σ n_out, n_in] view over all of them when their rows sit back to
+  // back — always when quantized here (one allocation for the group), and for a file's weights
+  // when the file happens to store them adjacently (a `batch_forge quantize` output usually does).
+  // A fused matmul quantizes the input once and streams one longer run of weights.
+  std::vector<LinearWeights> group(const std::vector<std::string>& prefixes, bool bias, LinearWeights* fused) {
+    std::vector<LinearWeights> parts;
+    if (scheme_ && *scheme_ != ops::QuantScheme::kFp8E4M3 && all_quantizable(prefixes)) {
+      parts = quantize_group(prefixes);
+    } else {
+      for (const std::string& p : prefixes) {
+        LinearWeights l;
+        l.weight = matrix(p + ".weight", &l.scale);
+        parts.push_back(l);
+      }
+    }
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (bias) parts[i].bias = vector(prefixes[i] + ".bias");
+      w_.matmul_bytes += static_cast<int64_t>(
+          *dtype_bytes(parts[i].weight.dtype, static_cast<uint64_t>(parts[i].weight.numel())));
+      w_.matmul_params += parts[i].weight.numel();
+    }
+    if (fuse_) *fused = fuse(parts);
+    return parts;
   }
 
   ConstTensorView matrix(const std::string& name, ConstTensorView* scale) {
@@ -100,6 +126,72 @@ class Binder {
     return own(std::move(buffer), v.dtype, {v.numel()});
   }
 
+  bool all_quantizable(const std::vector<std::string>& prefixes) const {
+    for (const std::string& p : prefixes) {
+      const TensorInfo& t = file_.tensor(p + ".weight");
+      const bool float_type = t.dtype == DType::kF32 || t.dtype == DType::kF16 || t.dtype == DType::kBF16;
+      if (!float_type || t.dims.size() != 2 || t.dims[1] % ops::quant_scheme_info(*scheme_).block != 0) return false;
+    }
+    return true;
+  }
+
+  // The parts quantized into consecutive rows of one buffer.
+  std::vector<LinearWeights> quantize_group(const std::vector<std::string>& prefixes) {
+    std::vector<ConstTensorView> src;
+    int64_t rows = 0;
+    for (const std::string& p : prefixes) {
+      src.push_back(file_.file().view(file_.tensor(p + ".weight")));
+      rows += src.back().shape[0];
+    }
+    const int64_t k = src[0].shape[1];
+    const int64_t row_bytes = ops::quantized_row_bytes(*scheme_, k);
+    const DType dtype = ops::quant_scheme_info(*scheme_).dtype;
+    auto buffer = backend_.allocate(static_cast<size_t>(rows * row_bytes));
+    std::byte* at = buffer->data();
+    std::vector<LinearWeights> parts;
+    std::vector<float> row(static_cast<size_t>(k));
+    for (const ConstTensorView& v : src) {
+      const int64_t n = v.shape[0];
+      for (int64_t r = 0; r < n; ++r) {
+        ops::dequantize_row(v, r, row);
+        ops::quantize_row(*scheme_, row, {at + r * row_bytes, static_cast<size_t>(row_bytes)});
+      }
+      LinearWeights l;
+      l.weight = ConstTensorView::contiguous({at, static_cast<size_t>(n * row_bytes)}, dtype, Shape{n, k});
+      parts.push_back(l);
+      at += n * row_bytes;
+    }
+    w_.owned.push_back(std::move(buffer));
+    return parts;
+  }
+
+  LinearWeights fuse(const std::vector<LinearWeights>& parts) {
+    const ConstTensorView& first = parts[0].weight;
+    int64_t rows = 0;
+    const std::byte* expect = first.data;
+    for (const LinearWeights& l : parts) {
+      const ConstTensorView& w = l.weight;
+      if (w.dtype != first.dtype || w.shape[1] != first.shape[1] || w.data != expect || l.scale.data ||
+          !w.is_contiguous())
+        return {};
+      expect += *dtype_bytes(w.dtype, static_cast<uint64_t>(w.numel()));
+      rows += w.shape[0];
+    }
+    LinearWeights f;
+    f.weight = ConstTensorView::contiguous({first.data, static_cast<size_t>(expect - first.data)}, first.dtype,
+                                           Shape{rows, first.shape[1]});
+    if (parts[0].bias.data) {
+      auto buffer = backend_.allocate(static_cast<size_t>(rows) * sizeof(float));
+      auto* out = reinterpret_cast<float*>(buffer->data());
+      for (const LinearWeights& l : parts) {
+        std::memcpy(out, l.bias.data, static_cast<size_t>(l.bias.numel()) * sizeof(float));
+        out += l.bias.numel();
+      }
+      f.bias = own(std::move(buffer), DType::kF32, {rows});
+    }
+    return f;
+  }
+
   ConstTensorView quantize(const ConstTensorView& v, ConstTensorView* scale) {
     const int64_t n = v.shape[0], k = v.shape[1];
     const int64_t row_bytes = ops::quantized_row_bytes(*scheme_, k);
@@ -129,6 +221,7 @@ class Binder {
   Backend& backend_;
   Weights& w_;
   std::optional<ops::QuantScheme> scheme_;
+  bool fuse_;
 };
 
 }  // namespace
@@ -148,13 +241,16 @@ Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, 
     const std::string l = cat("layers.", i, ".");
     LayerWeights lw;
     lw.attn_norm = norm(l + "attn_norm");
-    lw.query = b.linear(l + "attn.query_proj", c.qkv_bias);
-    lw.key = b.linear(l + "attn.key_proj", c.qkv_bias);
-    lw.value = b.linear(l + "attn.value_proj", c.qkv_bias);
+    const auto qkv = b.group({l + "attn.query_proj", l + "attn.key_proj", l + "attn.value_proj"}, c.qkv_bias, &lw.qkv);
+    lw.query = qkv[0], lw.key = qkv[1], lw.value = qkv[2];
     lw.output = b.linear(l + "attn.output_proj", c.out_bias);
     lw.mlp_norm = norm(l + "mlp_norm");
-    if (c.mlp == MlpKind::kSwiGlu) lw.gate = b.linear(l + "mlp.gate_proj", c.mlp_bias);
-    lw.up = b.linear(l + "mlp.up_proj", c.mlp_bias);
+    if (c.mlp == MlpKind::kSwiGlu) {
+      const auto gate_up = b.group({l + "mlp.gate_proj", l + "mlp.up_proj"}, c.mlp_bias, &lw.gate_up);
+      lw.gate = gate_up[0], lw.up = gate_up[1];
+    } else {
+      lw.up = b.linear(l + "mlp.up_proj", c.mlp_bias);
+    }
     lw.down = b.linear(l + "mlp.down_proj", c.mlp_bias);
     w.layers.push_back(lw);
   }

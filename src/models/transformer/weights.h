@@ -30,6 +30,10 @@ struct LayerWeights {
   LinearWeights query, key, value, output;  // [q, dim], [kv, dim], [kv, dim], [dim, q]
   NormWeights mlp_norm;
   LinearWeights gate, up, down;  // [hidden, dim] (gate: swiglu only), [hidden, dim], [dim, hidden]
+  // The same weights as one matmul where they lie back to back (Binder::group); weight.data is
+  // null otherwise.
+  LinearWeights qkv;      // [q + 2·kv, dim]
+  LinearWeights gate_up;  // [2·hidden, dim] (swiglu)
 };
 
 struct Weights {
