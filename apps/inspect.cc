@@ -108,8 +108,20 @@ int print_table(const ModelFile& m, const std::vector<std::string>& problems) {
   } else {
     std::printf("format    plain safetensors (no batch_forge metadata)\n");
   }
-  for (const auto& [key, value] : m.file().metadata())
-    if (key != "batch_forge.config") std::printf("metadata  %s = %s\n", key.c_str(), value.c_str());
+  // Long values (a tokenizer.json is megabytes) are cut to one readable line; --json has them whole.
+  constexpr size_t kShown = 160;
+  for (const auto& [key, value] : m.file().metadata()) {
+    if (key == "batch_forge.config") continue;
+    if (value.size() <= kShown && value.find('\n') == std::string::npos) {
+      std::printf("metadata  %s = %s\n", key.c_str(), value.c_str());
+      continue;
+    }
+    std::string shown = value.substr(0, kShown);
+    shown = shown.substr(0, shown.find('\n'));
+    while (!shown.empty() && (static_cast<unsigned char>(shown.back()) & 0xC0) == 0x80) shown.pop_back();  // whole UTF-8
+    if (!shown.empty() && static_cast<unsigned char>(shown.back()) >= 0xC0) shown.pop_back();
+    std::printf("metadata  %s = %s… (%zu bytes)\n", key.c_str(), shown.c_str(), value.size());
+  }
 
   size_t name_w = 4, shape_w = 5;
   for (const TensorInfo* t : m.tensors()) {

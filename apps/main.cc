@@ -12,7 +12,8 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "batch_forge: a native inference engine for JAX/Equinox models.\n"
-      "With no subcommand it runs the default job on the default model (see --model).",
+      "With no subcommand it answers a few chat prompts with the default model (see --model), then\n"
+      "prints the quick benchmark table.",
       "batch_forge"};
   app.set_version_flag("--version", std::string("batch_forge ") + BF_VERSION);
   app.require_subcommand(0, 1);
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
 
   bf::app::DefaultRunOptions run_options;
   app.add_option("--model", run_options.model,
-                 "Model file for the default run (default: $BATCH_FORGE_MODEL, else models/default.safetensors)");
+                 "Model file for the default run (default: $BATCH_FORGE_MODEL, else models/smollm2-135m-instruct.safetensors)");
 
   bf::app::InspectOptions inspect_options;
   CLI::App* inspect = app.add_subcommand(
