@@ -49,8 +49,8 @@ int run_default(const DefaultRunOptions& options);
 // Flags every command that opens a model for generation shares.
 struct EngineFlags {
   int threads = 0;
-  std::string quant;                // empty: weights as stored
-  std::string kv_memory = "256M";   // KV page pool
+  std::string quant;               // empty: weights as stored
+  std::string kv_memory = "256M";  // KV page pool
 };
 EngineOptions engine_options(const EngineFlags& flags);
 // "512M", "2G", "1048576" → bytes; Error(kInvalidArgument, "cli") naming the flag otherwise.

@@ -44,9 +44,9 @@ int run_default(const DefaultRunOptions& options) {
   std::printf("  model    %s\n", engine->model().describe().c_str());
   std::printf("  weights  %zu tensors, %llu bytes, mapped without copying\n", file.tensors().size(),
               static_cast<unsigned long long>(bytes));
-  std::printf("  kv pool  %lld pages of %lld tokens (%lld bytes each)\n",
-              static_cast<long long>(engine->kv_pool().n_pages()), static_cast<long long>(engine->kv_pool().page_size()),
-              static_cast<long long>(engine->kv_pool().page_bytes()));
+  std::printf(
+      "  kv pool  %lld pages of %lld tokens (%lld bytes each)\n", static_cast<long long>(engine->kv_pool().n_pages()),
+      static_cast<long long>(engine->kv_pool().page_size()), static_cast<long long>(engine->kv_pool().page_bytes()));
   std::printf("  threads  %d\n", ThreadPool::global().size());
 
   if (engine->has_tokenizer()) {

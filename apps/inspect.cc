@@ -118,7 +118,8 @@ int print_table(const ModelFile& m, const std::vector<std::string>& problems) {
     }
     std::string shown = value.substr(0, kShown);
     shown = shown.substr(0, shown.find('\n'));
-    while (!shown.empty() && (static_cast<unsigned char>(shown.back()) & 0xC0) == 0x80) shown.pop_back();  // whole UTF-8
+    while (!shown.empty() && (static_cast<unsigned char>(shown.back()) & 0xC0) == 0x80)
+      shown.pop_back();  // whole UTF-8
     if (!shown.empty() && static_cast<unsigned char>(shown.back()) >= 0xC0) shown.pop_back();
     std::printf("metadata  %s = %s… (%zu bytes)\n", key.c_str(), shown.c_str(), value.size());
   }

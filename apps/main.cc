@@ -21,8 +21,9 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Debug logging");
 
   bf::app::DefaultRunOptions run_options;
-  app.add_option("--model", run_options.model,
-                 "Model file for the default run (default: $BATCH_FORGE_MODEL, else models/smollm2-135m-instruct.safetensors)");
+  app.add_option(
+      "--model", run_options.model,
+      "Model file for the default run (default: $BATCH_FORGE_MODEL, else models/smollm2-135m-instruct.safetensors)");
 
   bf::app::InspectOptions inspect_options;
   CLI::App* inspect = app.add_subcommand(
@@ -60,13 +61,16 @@ int main(int argc, char** argv) {
     cmd->add_option("--threads", flags.threads, "CPU threads (default: the cores this process may use)");
     cmd->add_option("--quant", flags.quant, "Quantize the weights while loading")
         ->check(CLI::IsMember({"q8_0", "q4_0", "nf4", "fp8_e4m3"}));
-    cmd->add_option("--kv-memory", flags.kv_memory, "Memory for the KV page pool (e.g. 256M, 2G)")->capture_default_str();
+    cmd->add_option("--kv-memory", flags.kv_memory, "Memory for the KV page pool (e.g. 256M, 2G)")
+        ->capture_default_str();
   };
 
   bf::app::GenerateOptions gen;
   CLI::App* generate = app.add_subcommand(
-      "generate", "Generate text from a prompt, streaming tokens; prints prompt/generation speed and time to first token");
-  generate->add_option("--model", gen.model, "Model file (.safetensors from export_eqx.py or convert_gguf)")->required();
+      "generate",
+      "Generate text from a prompt, streaming tokens; prints prompt/generation speed and time to first token");
+  generate->add_option("--model", gen.model, "Model file (.safetensors from export_eqx.py or convert_gguf)")
+      ->required();
   generate->add_option("--prompt", gen.prompt, "Prompt text")->required();
   generate->add_flag("--chat", gen.chat, "Wrap the prompt as a user message in the model's chat template");
   generate->add_option("--system", gen.system, "System message (with --chat)");
@@ -85,8 +89,8 @@ int main(int argc, char** argv) {
   engine_flags(generate, gen.engine);
 
   bf::app::PerplexityOptions ppl;
-  CLI::App* perplexity = app.add_subcommand(
-      "perplexity", "Perplexity of a text file (the protocol of python -m batch_forge.perplexity)");
+  CLI::App* perplexity =
+      app.add_subcommand("perplexity", "Perplexity of a text file (the protocol of python -m batch_forge.perplexity)");
   perplexity->add_option("--model", ppl.model, "Model file")->required();
   perplexity->add_option("--text", ppl.text_file, "UTF-8 text file")->required();
   perplexity->add_option("--ctx", ppl.ctx, "Tokens per window")->capture_default_str();

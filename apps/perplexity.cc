@@ -18,8 +18,10 @@
 namespace bf::app {
 
 int run_perplexity(const PerplexityOptions& options) {
-  if (options.ctx < 2) throw Error(ErrorCode::kInvalidArgument, "cli", cat("--ctx must be at least 2, got ", options.ctx));
-  if (options.batch < 1) throw Error(ErrorCode::kInvalidArgument, "cli", cat("--batch must be >= 1, got ", options.batch));
+  if (options.ctx < 2)
+    throw Error(ErrorCode::kInvalidArgument, "cli", cat("--ctx must be at least 2, got ", options.ctx));
+  if (options.batch < 1)
+    throw Error(ErrorCode::kInvalidArgument, "cli", cat("--batch must be >= 1, got ", options.batch));
   std::ifstream in(options.text_file, std::ios::binary);
   if (!in) throw Error(ErrorCode::kNotFound, "perplexity", cat("cannot read '", options.text_file, "'"));
   std::stringstream buffer;
@@ -75,17 +77,10 @@ int run_perplexity(const PerplexityOptions& options) {
   const double mean = scored ? nll_sum / static_cast<double>(scored) : 0;
   const double ppl = std::exp(mean);
   if (options.json) {
-    nlohmann::json j = {{"model", options.model},
-                        {"weights", model.describe()},
-                        {"text", options.text_file},
-                        {"ctx", options.ctx},
-                        {"n_tokens", ids.size()},
-                        {"n_windows", windows.size()},
-                        {"n_scored", scored},
-                        {"nll_sum", nll_sum},
-                        {"mean_nll", mean},
-                        {"perplexity", ppl},
-                        {"seconds", seconds}};
+    nlohmann::json j = {{"model", options.model}, {"weights", model.describe()}, {"text", options.text_file},
+                        {"ctx", options.ctx},     {"n_tokens", ids.size()},      {"n_windows", windows.size()},
+                        {"n_scored", scored},     {"nll_sum", nll_sum},          {"mean_nll", mean},
+                        {"perplexity", ppl},      {"seconds", seconds}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("perplexity %.4f over %lld scored tokens (%zu windows of <= %lld), %.1f tokens/s [%s]\n", ppl,

@@ -224,7 +224,8 @@ Report run(const Options& options) {
   std::unique_ptr<Backend> backend = create_backend(options.backend, options.backend_options);
   Report report;
   Machine& mc = report.machine;
-  const cpu::Isa isa = options.backend_options.isa.empty() ? cpu::best_isa() : cpu::parse_isa(options.backend_options.isa);
+  const cpu::Isa isa =
+      options.backend_options.isa.empty() ? cpu::best_isa() : cpu::parse_isa(options.backend_options.isa);
   ThreadPool pool(options.backend_options.threads > 0 ? options.backend_options.threads
                                                       : ThreadPool::default_thread_count());
   mc.threads = pool.size();
@@ -239,10 +240,11 @@ Report run(const Options& options) {
       for (const auto& [name, fn] : registry()) known += (known.empty() ? "" : ", ") + name;
       throw Error(ErrorCode::kInvalidArgument, "bench", cat("unknown group '", g, "' (known: ", known, ")"));
     }
-  Context ctx{*backend, mc, options.backend_options.kernels, options.quick, options.model,
-              options.backend_options.threads};
+  Context ctx{
+      *backend, mc, options.backend_options.kernels, options.quick, options.model, options.backend_options.threads};
   for (const auto& [name, group] : registry()) {
-    if (!options.groups.empty() && std::find(options.groups.begin(), options.groups.end(), name) == options.groups.end())
+    if (!options.groups.empty() &&
+        std::find(options.groups.begin(), options.groups.end(), name) == options.groups.end())
       continue;
     backend->set_kernel_preference(options.backend_options.kernels);
     group(ctx, report.records);

@@ -16,36 +16,36 @@
 namespace bf::bench {
 
 struct Machine {
-  double read_gbps = 0;     // measured streaming read bandwidth, all threads, DRAM-sized buffer
-  double peak_gflops = 0;   // vendor f32 GEMM at a large square shape, all threads
+  double read_gbps = 0;    // measured streaming read bandwidth, all threads, DRAM-sized buffer
+  double peak_gflops = 0;  // vendor f32 GEMM at a large square shape, all threads
   int threads = 0;
   std::string isa;
-  std::string vendor;       // "OpenBLAS ..."
+  std::string vendor;  // "OpenBLAS ..."
 };
 
 struct Record {
-  std::string op;     // "linear", "attention"
-  std::string shape;  // "m=1 n=4096 k=4096", "seq=2048 hd=64 heads=8 causal"
-  std::string dtype;  // weight dtype or "f32"
-  std::string kernel; // KernelInfo::name
+  std::string op;      // "linear", "attention"
+  std::string shape;   // "m=1 n=4096 k=4096", "seq=2048 hd=64 heads=8 causal"
+  std::string dtype;   // weight dtype or "f32"
+  std::string kernel;  // KernelInfo::name
   bool vendor = false;
-  double seconds = 0; // per call (median)
-  double flops = 0;   // per call
-  double bytes = 0;   // bytes that must move from DRAM per call (weights, KV, activations)
-  double tokens = 0;  // tokens per call (model records); 0 for single ops
+  double seconds = 0;  // per call (median)
+  double flops = 0;    // per call
+  double bytes = 0;    // bytes that must move from DRAM per call (weights, KV, activations)
+  double tokens = 0;   // tokens per call (model records); 0 for single ops
   // Derived by the driver:
   double gflops = 0, gbps = 0, roofline_fraction = 0;
   double speedup_vs_vendor = 0;  // vendor seconds / these seconds, same op and shape; 0 when none
 };
 
 struct Context {
-  Backend& backend;           // kernels as --kernels chose (auto by default)
+  Backend& backend;  // kernels as --kernels chose (auto by default)
   const Machine& machine;
-  KernelPreference kernels;   // what the user forced; a group runs the vendor and custom sides it
-                              // is allowed to (auto: both, for the speedup column)
-  bool quick = false;         // fewer shapes and repetitions (the no-argument run, tests)
-  std::string model;          // a model file for the "model" group; empty: that group is skipped
-  int threads = 0;            // as --threads
+  KernelPreference kernels;  // what the user forced; a group runs the vendor and custom sides it
+                             // is allowed to (auto: both, for the speedup column)
+  bool quick = false;        // fewer shapes and repetitions (the no-argument run, tests)
+  std::string model;         // a model file for the "model" group; empty: that group is skipped
+  int threads = 0;           // as --threads
 
   bool run_vendor() const { return kernels != KernelPreference::kCustom; }
   bool run_custom() const { return kernels != KernelPreference::kVendor; }
@@ -74,7 +74,7 @@ struct Options {
   BackendOptions backend_options;
   std::vector<std::string> groups;  // empty: all
   bool quick = false;
-  std::string model;                // --model: also benchmark this model end to end (group "model")
+  std::string model;  // --model: also benchmark this model end to end (group "model")
   bool json = false;
 };
 

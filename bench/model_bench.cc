@@ -30,7 +30,8 @@ double median(std::vector<double> v) {
 
 std::vector<int32_t> token_ids(int64_t n, int64_t vocab, int64_t salt) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
+  for (int64_t i = 0; i < n; ++i)
+    ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
   return ids;
 }
 

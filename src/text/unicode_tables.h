@@ -4,6 +4,7 @@
 // Letters are the general categories L* (\p{L}), numbers N* (\p{N}), spaces the White_Space
 // property (\s in Oniguruma, char::is_whitespace in Rust). The NFC tables hold one level of
 // canonical decomposition, the non-zero canonical combining classes and the primary composites.
+// clang-format off
 #pragma once
 
 #include <cstdint>

@@ -11,8 +11,8 @@
 // The reference accumulates in double, so its own error is far below both.
 #include <array>
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "batch_forge/core/error.h"
@@ -40,9 +40,7 @@ struct Weight {
     if (view_shape.rank()) v.shape = view_shape;
     return v;
   }
-  ConstTensorView scale_view() const {
-    return scale.empty() ? ConstTensorView{} : const_view_of(scale, Shape{n});
-  }
+  ConstTensorView scale_view() const { return scale.empty() ? ConstTensorView{} : const_view_of(scale, Shape{n}); }
 };
 
 void put_u16(std::byte* p, uint16_t v) { std::memcpy(p, &v, 2); }
@@ -68,7 +66,8 @@ Weight random_weight(DType t, int64_t n, int64_t k, uint64_t seed) {
       break;
     case DType::kF16:
     case DType::kBF16:
-      for (int64_t i = 0; i < n * k; ++i) put_u16(p + 2 * i, t == DType::kF16 ? f32_to_f16(normal(rng)) : f32_to_bf16(normal(rng)));
+      for (int64_t i = 0; i < n * k; ++i)
+        put_u16(p + 2 * i, t == DType::kF16 ? f32_to_f16(normal(rng)) : f32_to_bf16(normal(rng)));
       break;
     case DType::kF8E4M3:
       for (int64_t i = 0; i < n * k; ++i) {
@@ -95,9 +94,9 @@ Weight random_weight(DType t, int64_t n, int64_t k, uint64_t seed) {
 }
 
 struct Expected {
-  std::vector<float> y;            // [m, n] ops::ref::linear
-  std::vector<double> tol_f32;     // [m, n] bound for f32 arithmetic
-  std::vector<double> tol_int8;    // [m, n] bound with int8 activations (k a multiple of 32)
+  std::vector<float> y;          // [m, n] ops::ref::linear
+  std::vector<double> tol_f32;   // [m, n] bound for f32 arithmetic
+  std::vector<double> tol_int8;  // [m, n] bound with int8 activations (k a multiple of 32)
 };
 
 Expected expect(const Weight& w, const std::vector<float>& x, const std::vector<float>& bias, int64_t m) {
@@ -187,7 +186,7 @@ std::unique_ptr<Backend> other_thread_count(const BackendVariant& v) {
   return create_backend(v.backend, o);
 }
 
-constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3,
+constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kF8E4M3,
                             DType::kQ8_0, DType::kQ4_0, DType::kNF4};
 constexpr KernelPreference kSides[] = {KernelPreference::kAuto, KernelPreference::kVendor, KernelPreference::kCustom};
 
@@ -208,7 +207,7 @@ struct Shape3 {
 };
 // GEMV (m ≤ 8, in groups of 4) and GEMM rows (tiles of 4 and 6 with remainders); n across
 // partial panels of 3, 4 and 32 weight rows.
-constexpr Shape3 kShapes[] = {{1, 33, 0}, {1, 70, 2}, {2, 7, 1}, {3, 1, 3}, {4, 33, 2}, {5, 70, 1},
+constexpr Shape3 kShapes[] = {{1, 33, 0}, {1, 70, 2}, {2, 7, 1},  {3, 1, 3},   {4, 33, 2}, {5, 70, 1},
                               {8, 37, 0}, {9, 33, 2}, {13, 7, 3}, {20, 70, 1}, {1, 5, 3}};
 
 TEST_P(BackendTest, LinearMatchesReferenceForEveryTypeAndSide) {
@@ -356,17 +355,36 @@ TEST_P(BackendTest, LinearRejectsBadArguments) {
     std::function<void(LinearArgs&)> edit;
   };
   const std::vector<Case> cases = {
-      {"weight type i8", [&](LinearArgs& a) { a.weight = ConstTensorView::contiguous(i8, DType::kI8, Shape{6, 64}); }},
-      {"multiple of the block size 32", [&](LinearArgs& a) { a.weight.shape = Shape{12, 32 + 16}; }},
-      {"x must have 64 columns", [&](LinearArgs& a) { a.x.shape = Shape{4, 32}; }},
-      {"y must have shape [2, 6]", [&](LinearArgs& a) { a.y.shape = Shape{3, 6}; }},
+      {"weight type i8",
+       [&](LinearArgs& a) {
+         a.weight = ConstTensorView::contiguous(i8, DType::kI8, Shape{6, 64});
+       }},
+      {"multiple of the block size 32",
+       [&](LinearArgs& a) {
+         a.weight.shape = Shape{12, 32 + 16};
+       }},
+      {"x must have 64 columns",
+       [&](LinearArgs& a) {
+         a.x.shape = Shape{4, 32};
+       }},
+      {"y must have shape [2, 6]",
+       [&](LinearArgs& a) {
+         a.y.shape = Shape{3, 6};
+       }},
       {"needs a per-row scale", [&](LinearArgs& a) { a.weight = f8.view(); }},
       {"scale is only used with f8_e4m3", [&](LinearArgs& a) { a.scale = const_view_of(other, Shape{6}); }},
       {"bias must have shape [6]",
-       [&](LinearArgs& a) { a.bias = ConstTensorView::contiguous(std::as_bytes(std::span(bias.data(), 5)), DType::kF32, Shape{5}); }},
-      {"x rows must be contiguous", [&](LinearArgs& a) { a.x.strides = Shape{64, 2}; }},
+       [&](LinearArgs& a) {
+         a.bias = ConstTensorView::contiguous(std::as_bytes(std::span(bias.data(), 5)), DType::kF32, Shape{5});
+       }},
+      {"x rows must be contiguous",
+       [&](LinearArgs& a) {
+         a.x.strides = Shape{64, 2};
+       }},
       {"y overlaps x",
-       [&](LinearArgs& a) { a.y.data = reinterpret_cast<std::byte*>(const_cast<float*>(reinterpret_cast<const float*>(a.x.data))); }},
+       [&](LinearArgs& a) {
+         a.y.data = reinterpret_cast<std::byte*>(const_cast<float*>(reinterpret_cast<const float*>(a.x.data)));
+       }},
       {"not 4-byte aligned", [&](LinearArgs& a) { a.y.data += 2; }},
       {"x must be f32", [&](LinearArgs& a) { a.x.dtype = DType::kF16; }},
   };

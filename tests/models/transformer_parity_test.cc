@@ -136,8 +136,8 @@ TEST_P(TransformerParity, MixedBatch) {
   a.reserve(static_cast<int64_t>(t.size()));
   b.reserve(1);
   c.reserve(6);
-  const SeqInput batch[] = {{t, 0, a.pages(), true}, {t.subspan(20, 1), 20, b.pages(), true},
-                            {t.subspan(11, 6), 11, c.pages(), true}};
+  const SeqInput batch[] = {
+      {t, 0, a.pages(), true}, {t.subspan(20, 1), 20, b.pages(), true}, {t.subspan(11, 6), 11, c.pages(), true}};
   std::vector<float> logits;
   model_->forward(batch, pool_->view(), logits);
   const int64_t v = ref_->vocab, n = static_cast<int64_t>(t.size());
@@ -247,7 +247,8 @@ TEST_P(TransformerParity, FusedProjectionsMatchSeparateOnes) {
 // reference's greedy tokens.
 TEST_P(TransformerParity, EngineGenerateContinuesAcrossTurns) {
   EngineOptions options;
-  options.backend_options = BackendOptions{2, KernelPreference::kAuto, std::string(cpu::isa_name(std::get<1>(GetParam())))};
+  options.backend_options =
+      BackendOptions{2, KernelPreference::kAuto, std::string(cpu::isa_name(std::get<1>(GetParam())))};
   options.kv_memory = 64 * kPageSize * model_->kv_layout().bytes_per_token();
   options.kv_page_size = kPageSize;
   options.prefill_chunk = 5;  // the prompt of 8 goes in two chunks
@@ -271,7 +272,8 @@ TEST_P(TransformerParity, EngineGenerateContinuesAcrossTurns) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, TransformerParity,
-                         ::testing::Combine(::testing::Values(std::string(kConfigs[0]), std::string(kConfigs[1]), std::string(kConfigs[2])),
+                         ::testing::Combine(::testing::Values(std::string(kConfigs[0]), std::string(kConfigs[1]),
+                                                              std::string(kConfigs[2])),
                                             ::testing::Values(cpu::Isa::kAvx512, cpu::Isa::kAvx2, cpu::Isa::kScalar)),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::get<0>(info.param) + "_" + std::string(cpu::isa_name(std::get<1>(info.param)));

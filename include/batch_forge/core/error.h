@@ -13,13 +13,13 @@
 namespace bf {
 
 enum class ErrorCode {
-  kInvalidArgument,  // a caller passed something malformed (CLI flag, request field)
-  kInvalidFile,      // a file breaks its format's rules
-  kUnsupported,      // well-formed, but this build cannot handle it (newer format, unknown family)
-  kNotFound,         // a named object (file, tensor, model) does not exist
-  kIo,               // the operating system refused (open, mmap, read)
+  kInvalidArgument,    // a caller passed something malformed (CLI flag, request field)
+  kInvalidFile,        // a file breaks its format's rules
+  kUnsupported,        // well-formed, but this build cannot handle it (newer format, unknown family)
+  kNotFound,           // a named object (file, tensor, model) does not exist
+  kIo,                 // the operating system refused (open, mmap, read)
   kResourceExhausted,  // a fixed pool or queue is full (KV pages, request queue)
-  kInternal,         // an invariant of our own code broke: a bug, never the user's fault
+  kInternal,           // an invariant of our own code broke: a bug, never the user's fault
 };
 
 std::string_view error_code_name(ErrorCode code);

@@ -49,23 +49,23 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;                 // guards sleeping: work_cv_ waits and stop_
+  std::mutex mutex_;  // guards sleeping: work_cv_ waits and stop_
   std::condition_variable work_cv_;
-  std::mutex run_mutex_;             // serializes parallel_for calls from different threads
+  std::mutex run_mutex_;  // serializes parallel_for calls from different threads
   // The job in flight. Written by the caller before state_ publishes its generation and read by
   // workers only after they claimed one of its chunks; constant until every chunk is done.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
   int64_t job_chunks_ = 0;
-  uint64_t generation_ = 0;          // of the last job; written under run_mutex_ only
-  std::atomic<uint64_t> state_{0};   // the job word: generation | next chunk | chunks (thread_pool.cc)
+  uint64_t generation_ = 0;         // of the last job; written under run_mutex_ only
+  std::atomic<uint64_t> state_{0};  // the job word: generation | next chunk | chunks (thread_pool.cc)
   std::atomic<int64_t> chunks_done_{0};
-  std::atomic<int> sleeping_{0};     // workers blocked (or about to block) on work_cv_
+  std::atomic<int> sleeping_{0};  // workers blocked (or about to block) on work_cv_
   std::atomic<bool> stop_requested_{false};
   std::mutex error_mutex_;
-  std::exception_ptr first_error_;   // guarded by error_mutex_
-  bool stop_ = false;                // guarded by mutex_
+  std::exception_ptr first_error_;  // guarded by error_mutex_
+  bool stop_ = false;               // guarded by mutex_
 };
 
 }  // namespace bf

@@ -53,9 +53,9 @@ struct GenerationRequest {
 };
 
 struct GenerationResult {
-  std::vector<int32_t> tokens;  // generated ids (an end-of-sequence token included)
-  std::string text;             // their text, cut before a stop string; special tokens left out
-  std::string finish_reason;    // "stop" (eos or a stop string) or "length" (max_tokens or context)
+  std::vector<int32_t> tokens;         // generated ids (an end-of-sequence token included)
+  std::string text;                    // their text, cut before a stop string; special tokens left out
+  std::string finish_reason;           // "stop" (eos or a stop string) or "length" (max_tokens or context)
   std::vector<SampledToken> logprobs;  // one per token when request.logprobs
   // Generated tokens whose K/V are not cached yet (the last one: it was sampled, never fed). A
   // follow-up turn on the same SeqState passes them first.

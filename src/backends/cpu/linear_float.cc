@@ -72,8 +72,8 @@ BF_TARGET_AVX2 void tile_avx2(const float* x, int64_t ldx, const float* w, int64
     }
   }
   if (t < len) {  // masked loads read nothing past the end
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(len - t)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i mask =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(len - t)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256 wv[C];
     for (int c = 0; c < C; ++c) wv[c] = _mm256_maskload_ps(w + c * ldw + t, mask);
     for (int r = 0; r < R; ++r) {
@@ -117,8 +117,8 @@ BF_TARGET_AVX512 void tile_avx512(const float* x, int64_t ldx, const float* w, i
 // ---- tables ------------------------------------------------------------------------------------
 
 struct Tiles {
-  int rows, cols;                   // the full tile
-  TileFn fn[kMaxTile][kMaxTile];    // [R − 1][C − 1]
+  int rows, cols;                 // the full tile
+  TileFn fn[kMaxTile][kMaxTile];  // [R − 1][C − 1]
 };
 
 template <template <int, int> class K>
@@ -167,7 +167,8 @@ void fgemm(const CpuContext& ctx, const Problem& p) {
   const int64_t kc = std::min(p.k, kKBlock);
   const int64_t panels = (p.n + nr - 1) / nr;
   // GEMV: long contiguous runs of the weight per chunk; GEMM: ≥ 4 panels of compute per chunk.
-  const int64_t grain = p.m <= kGemvMaxRows ? (stream_grain(p.w_row_bytes, p.n, ctx.pool->size(), nr) + nr - 1) / nr : 4;
+  const int64_t grain =
+      p.m <= kGemvMaxRows ? (stream_grain(p.w_row_bytes, p.n, ctx.pool->size(), nr) + nr - 1) / nr : 4;
   ctx.pool->parallel_for(panels, grain, [&](int64_t pb, int64_t pe) {
     thread_local AlignedVector<float> buf;  // [nr, kc]: one dequantized panel
     if (!in_place) buf.resize(static_cast<size_t>(nr * kc));
@@ -183,8 +184,7 @@ void fgemm(const CpuContext& ctx, const Problem& p) {
           w = reinterpret_cast<const float*>(p.row(j)) + k0;
           ldw = p.w_row_bytes / 4;
         } else {
-          for (int c = 0; c < nc; ++c)
-            dequant(p.wtype, p.row(j + c), k0, len, p.row_scale(j + c), buf.data() + c * kc);
+          for (int c = 0; c < nc; ++c) dequant(p.wtype, p.row(j + c), k0, len, p.row_scale(j + c), buf.data() + c * kc);
           w = buf.data();
           ldw = kc;
         }

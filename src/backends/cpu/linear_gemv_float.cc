@@ -44,7 +44,8 @@ BF_TARGET_AVX512 inline __m512 load16(const std::byte* row, int64_t t, __mmask16
   if constexpr (T == DType::kF16) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row + 2 * t));
   } else if constexpr (T == DType::kBF16) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + 2 * t)), 16));
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + 2 * t)), 16));
   } else {
     static_assert(T == DType::kF8E4M3);
     const __m256i w = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(mask, row + t)), 8);

@@ -298,8 +298,7 @@ RowsFn pick(Isa isa, bool q8, int rows) {
     case Isa::kAvx2: {
       static constexpr RowsFn q4[] = {rows_avx2<1, false>, rows_avx2<2, false>, rows_avx2<3, false>,
                                       rows_avx2<4, false>};
-      static constexpr RowsFn q8v[] = {rows_avx2<1, true>, rows_avx2<2, true>, rows_avx2<3, true>,
-                                       rows_avx2<4, true>};
+      static constexpr RowsFn q8v[] = {rows_avx2<1, true>, rows_avx2<2, true>, rows_avx2<3, true>, rows_avx2<4, true>};
       return q8 ? q8v[rows - 1] : q4[rows - 1];
     }
     case Isa::kScalar: return q8 ? rows_scalar<true> : rows_scalar<false>;

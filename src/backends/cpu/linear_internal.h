@@ -80,8 +80,8 @@ struct CacheAligned {
   CacheAligned() = default;
   template <typename U>
   CacheAligned(const CacheAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
   friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
 };
 template <typename T>
@@ -90,8 +90,8 @@ using AlignedVector = std::vector<T, CacheAligned<T>>;
 struct QuantizedActs {
   QLayout layout = QLayout::kNatural;
   int64_t m = 0;
-  int64_t nb = 0;         // blocks per row: k / 32
-  int64_t nb_padded = 0;  // blocks stored per row (zero blocks at the end)
+  int64_t nb = 0;               // blocks per row: k / 32
+  int64_t nb_padded = 0;        // blocks stored per row (zero blocks at the end)
   AlignedVector<int8_t> q;      // [m, nb_padded * 32]
   AlignedVector<float> dx;      // [m, nb_padded]
   AlignedVector<int32_t> corr;  // [m, nb_padded]: corr_mult · Σ q over the block
@@ -137,9 +137,7 @@ void fgemm(const CpuContext& ctx, const Problem& p);
 // fp8) it cost 10–35 %, so they leave it to the hardware prefetcher. Prefetches never fault, so
 // running past the weight's end is harmless.
 inline constexpr int64_t kPrefetchBytes = 8192;
-inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
-}
+inline void prefetch_ahead(const void* p) { _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0); }
 
 // Rows per parallel_for item for kernels that stream the weight (GEMVs): ≥ kStreamChunkBytes of
 // weight per chunk, so each thread reads long contiguous runs and the prefetchers (ours and the

@@ -65,13 +65,14 @@ BF_TARGET_AVX2 void quantize_row_avx2(const float* x, int64_t nb, int8_t* q, flo
     __m256i s = _mm256_setzero_si256();
     __m256i qi[4];
     for (int t = 0; t < 4; ++t) {
-      if (!finite) v[t] = _mm256_setzero_ps();  // NaN · 0 would convert to INT_MIN
+      if (!finite) v[t] = _mm256_setzero_ps();              // NaN · 0 would convert to INT_MIN
       qi[t] = _mm256_cvtps_epi32(_mm256_mul_ps(v[t], id));  // MXCSR default: nearest even
       s = _mm256_add_epi32(s, qi[t]);
     }
     // int32 → int8 keeping k order: packs work per 128-bit lane, so undo their interleave.
     const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]), p23 = _mm256_packs_epi32(qi[2], qi[3]);
-    const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    const __m256i p =
+        _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), p);
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
@@ -127,8 +128,8 @@ void quantize_acts(const CpuContext& ctx, const Problem& p, QLayout layout, int 
   const QuantizeRowFn quantize_row = quantize_row_for(ctx.isa);
   ctx.pool->parallel_for(p.m, stream_grain(p.k * 4, p.m, ctx.pool->size(), 1), [&](int64_t i0, int64_t i1) {
     thread_local std::vector<int8_t> natural;  // [np * 32]: k order, before rearranging (split layout)
-    thread_local std::vector<float> dx;         // [np]
-    thread_local std::vector<int32_t> sum;      // [np]
+    thread_local std::vector<float> dx;        // [np]
+    thread_local std::vector<int32_t> sum;     // [np]
     dx.resize(static_cast<size_t>(np));
     sum.resize(static_cast<size_t>(np));
     if (layout == QLayout::kSplit16) natural.resize(static_cast<size_t>(np * kBlock));

@@ -53,9 +53,9 @@ class Model final : public LanguageModel {
   int64_t vocab_size() const override { return config_.vocab_size; }
   int64_t max_seq_len() const override { return config_.max_seq_len; }
   std::string describe() const override {
-    return cat("transformer: ", config_.describe(), "; weights ", dtype_name(weights_.layers.empty()
-                                                                                 ? weights_.head.weight.dtype
-                                                                                 : weights_.layers[0].query.weight.dtype));
+    return cat(
+        "transformer: ", config_.describe(), "; weights ",
+        dtype_name(weights_.layers.empty() ? weights_.head.weight.dtype : weights_.layers[0].query.weight.dtype));
   }
   int64_t weight_bytes_per_token() const override {
     const int64_t row = static_cast<int64_t>(*dtype_bytes(weights_.embed.dtype, static_cast<uint64_t>(config_.dim)));
@@ -97,9 +97,7 @@ class Model final : public LanguageModel {
       }
     }
   }
-  void add_into(float* x, const float* d, int64_t n) {
-    backend_.add({cview(x, {n}), cview(d, {n}), view(x, {n})});
-  }
+  void add_into(float* x, const float* d, int64_t n) { backend_.add({cview(x, {n}), cview(d, {n}), view(x, {n})}); }
 
   Config config_;
   Backend& backend_;
@@ -124,13 +122,13 @@ void Model::check(std::span<const SeqInput> batch, const KvCacheView& kv) const 
     if (in.tokens.empty() || in.n_past < 0)
       throw Error(ErrorCode::kInvalidArgument, "model", cat("sequence ", s, " of the batch has no new tokens"));
     if (end > config_.max_seq_len)
-      throw Error(ErrorCode::kInvalidArgument, "model",
-                  cat("sequence ", s, " would reach ", end, " tokens, past the model's context of ",
-                      config_.max_seq_len));
+      throw Error(
+          ErrorCode::kInvalidArgument, "model",
+          cat("sequence ", s, " would reach ", end, " tokens, past the model's context of ", config_.max_seq_len));
     if (static_cast<int64_t>(in.pages.size()) * kv.page_size < end)
-      throw Error(ErrorCode::kInvalidArgument, "model",
-                  cat("sequence ", s, " has ", in.pages.size(), " KV pages of ", kv.page_size, " tokens for ", end,
-                      " tokens"));
+      throw Error(
+          ErrorCode::kInvalidArgument, "model",
+          cat("sequence ", s, " has ", in.pages.size(), " KV pages of ", kv.page_size, " tokens for ", end, " tokens"));
     for (int32_t p : in.pages)
       if (p < 0 || p >= n_pages)
         throw Error(ErrorCode::kInvalidArgument, "model", cat("sequence ", s, " names KV page ", p, " of ", n_pages));
@@ -161,15 +159,15 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
   }
   const auto rows = static_cast<int64_t>(ids_.size());
 
-  float* x = scratch_.get(backend_, 0, rows * dim);       // [rows, dim] residual stream
-  float* h = scratch_.get(backend_, 1, rows * dim);       // [rows, dim] normed / branch output
-  float* q = scratch_.get(backend_, 2, rows * nq);        // [rows, n_heads, head_dim]
-  float* k = scratch_.get(backend_, 3, rows * nkv);       // [rows, n_kv_heads, head_dim]
-  float* v = scratch_.get(backend_, 4, rows * nkv);       // [rows, n_kv_heads, head_dim]
-  float* att = scratch_.get(backend_, 5, rows * nq);      // [rows, n_heads, head_dim]
-  float* gate = scratch_.get(backend_, 6, rows * ffn);    // [rows, hidden]
-  float* up = scratch_.get(backend_, 7, rows * ffn);      // [rows, hidden]
-  float* last = scratch_.get(backend_, 8, n_out * dim);   // [n_out, dim] rows whose logits are wanted
+  float* x = scratch_.get(backend_, 0, rows * dim);      // [rows, dim] residual stream
+  float* h = scratch_.get(backend_, 1, rows * dim);      // [rows, dim] normed / branch output
+  float* q = scratch_.get(backend_, 2, rows * nq);       // [rows, n_heads, head_dim]
+  float* k = scratch_.get(backend_, 3, rows * nkv);      // [rows, n_kv_heads, head_dim]
+  float* v = scratch_.get(backend_, 4, rows * nkv);      // [rows, n_kv_heads, head_dim]
+  float* att = scratch_.get(backend_, 5, rows * nq);     // [rows, n_heads, head_dim]
+  float* gate = scratch_.get(backend_, 6, rows * ffn);   // [rows, hidden]
+  float* up = scratch_.get(backend_, 7, rows * ffn);     // [rows, hidden]
+  float* last = scratch_.get(backend_, 8, n_out * dim);  // [n_out, dim] rows whose logits are wanted
 
   backend_.embedding({weights_.embed, ids_.data(), rows, view(x, {rows, dim})});
 

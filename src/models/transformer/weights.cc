@@ -74,8 +74,8 @@ class Binder {
     }
     for (size_t i = 0; i < parts.size(); ++i) {
       if (bias) parts[i].bias = vector(prefixes[i] + ".bias");
-      w_.matmul_bytes += static_cast<int64_t>(
-          *dtype_bytes(parts[i].weight.dtype, static_cast<uint64_t>(parts[i].weight.numel())));
+      w_.matmul_bytes +=
+          static_cast<int64_t>(*dtype_bytes(parts[i].weight.dtype, static_cast<uint64_t>(parts[i].weight.numel())));
       w_.matmul_params += parts[i].weight.numel();
     }
     if (fuse_) *fused = fuse(parts);
@@ -202,7 +202,8 @@ class Binder {
     std::vector<float> row(static_cast<size_t>(k));
     for (int64_t r = 0; r < n; ++r) {
       ops::dequantize_row(v, r, row);  // f16/bf16 → f32 exactly; f32 copied
-      const float s = ops::quantize_row(*scheme_, row, {buffer->data() + r * row_bytes, static_cast<size_t>(row_bytes)});
+      const float s =
+          ops::quantize_row(*scheme_, row, {buffer->data() + r * row_bytes, static_cast<size_t>(row_bytes)});
       if (scales) reinterpret_cast<float*>(scales->data())[r] = s;
     }
     if (scales) *scale = own(std::move(scales), DType::kF32, {n});
