@@ -167,7 +167,9 @@ TEST_P(BackendTest, AttentionReportsItsKernel) {
   backend().set_kernel_preference(KernelPreference::kVendor);
   const auto vendor = backend().supports_op(desc);
   ASSERT_TRUE(vendor.has_value());
-  if (GetParam().backend == "cpu") EXPECT_TRUE(vendor->vendor) << vendor->name;
+  if (GetParam().backend == "cpu") {
+    EXPECT_TRUE(vendor->vendor) << vendor->name;
+  }
   desc.dtype = DType::kF16;
   EXPECT_FALSE(backend().supports_op(desc).has_value());
 }
