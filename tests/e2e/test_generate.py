@@ -158,3 +158,23 @@ def test_perplexity_runs_on_tiny(tiny, tmp_path):
     assert out["n_tokens"] == len(text.read_bytes())
     assert out["n_scored"] == sum(min(32, out["n_tokens"] - i) - 1 for i in range(0, out["n_tokens"], 32))
     assert out["perplexity"] > 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_weights_match_jax_on_the_same_values(model_dir, dtype):
+    """Weights stored as bf16/f16 run as stored (no upcast copy); the engine computes in f32, so
+    it must follow JAX running the same rounded values in f32."""
+    import equinox as eqx
+    import jax.numpy as jnp
+    model = init_transformer(CONFIG, jax.random.PRNGKey(5))
+    half = jax.tree_util.tree_map(lambda x: x.astype(dtype) if eqx.is_array(x) else x, model)
+    path = model_dir / f"{dtype}.safetensors"
+    export(half, path, family="transformer", config=CONFIG.to_dict(),
+           extra_metadata={"batch_forge.tokenizer": byte_tokenizer()})
+    done = run(BINARY, "generate", "--model", path, "--prompt", "hello", "--max-tokens", 16, "--temperature", 0,
+               "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    rounded = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32) if eqx.is_array(x) else x, half)
+    assert out["tokens"] == generate(rounded, out["prompt_ids"], 16)
+    assert ("bf16" if dtype == "bfloat16" else "f16") in out["model"]
