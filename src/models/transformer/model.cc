@@ -190,7 +190,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
     backend_.rope({view(k, {rows, c.n_kv_heads, hd}), positions_.data(), theta});
 
     // K/V of each new token into its slot: page pages[pos / page_size], row pos % page_size.
-    // TODO(issue 6): a backend copy op, so that a device backend keeps the pool on the device.
+    // The pool is host memory on the CPU backend; a device backend will need a copy op here.
     auto* k_pool = reinterpret_cast<float*>(kv.k.data) + l * layer_floats;
     auto* v_pool = reinterpret_cast<float*>(kv.v.data) + l * layer_floats;
     for (const AttentionSeq& s : attn_seqs_) {
