@@ -4,7 +4,9 @@
 #include <array>
 #include <iterator>
 
-#include "text/unicode_tables.h"
+#include "text/unicode_classes.h"
+#include "text/unicode_compositions.h"
+#include "text/unicode_decompositions.h"
 
 namespace bf::text {
 namespace {

@@ -1,5 +1,5 @@
 // UTF-8 and the few Unicode properties the tokenizer needs (letters, numbers, White_Space, NFC),
-// from the generated tables in unicode_tables.h.
+// from the generated tables in unicode_{classes,decompositions,compositions}.h.
 #pragma once
 
 #include <cstddef>

@@ -6,7 +6,7 @@
 
 #include "text/split_patterns.h"
 #include "text/unicode.h"
-#include "text/unicode_tables.h"
+#include "text/unicode_classes.h"
 
 namespace bf::text {
 namespace {
