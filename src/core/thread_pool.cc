@@ -133,11 +133,14 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
   run_chunks(generation_);  // the caller works too
   // Wait for chunks other threads are still running: spin, then yield.
   const auto deadline = SpinClock::now() + std::chrono::microseconds(kSpinMicros);
+  bool spinning = true;
   for (int i = 0; chunks_done_.load(std::memory_order_acquire) < static_cast<int64_t>(total); ++i) {
-    if (i < 4096 || SpinClock::now() < deadline)
-      cpu_relax();
-    else
+    if (!spinning) {
       std::this_thread::yield();
+      continue;
+    }
+    cpu_relax();
+    if ((i & 255) == 255 && SpinClock::now() > deadline) spinning = false;  // the clock every 256 spins
   }
   std::exception_ptr error;
   {

@@ -46,18 +46,10 @@ class Binder {
 
   // A matmul weight [n, k]: as stored, or quantized with --quant when the rule of
   // `batch_forge quantize` allows it (float rows of whole blocks).
-  LinearWeights linear(const std::string& prefix, bool bias) {
-    LinearWeights l;
-    const std::string name = prefix + ".weight";
-    l.weight = matrix(name, &l.scale);
-    if (bias) l.bias = vector(prefix + ".bias");
-    w_.matmul_bytes += static_cast<int64_t>(*dtype_bytes(l.weight.dtype, static_cast<uint64_t>(l.weight.numel())));
-    w_.matmul_params += l.weight.numel();
-    return l;
-  }
+  LinearWeights linear(const std::string& prefix, bool bias) { return group({prefix}, bias, nullptr)[0]; }
 
   // Projections that read the same input ({query, key, value}, {gate, up}): each part bound as
-  // usual, plus `fused`, one [Σ n_out, n_in] view over all of them when their rows sit back to
+  // usual, plus (when `fused` is given) `*fused`, one [Σ n_out, n_in] view over all of them when their rows sit back to
   // back — always when quantized here (one allocation for the group), and for a file's weights
   // when the file happens to store them adjacently (a `batch_forge quantize` output usually does).
   // A fused matmul quantizes the input once and streams one longer run of weights.
@@ -78,7 +70,7 @@ class Binder {
           static_cast<int64_t>(*dtype_bytes(parts[i].weight.dtype, static_cast<uint64_t>(parts[i].weight.numel())));
       w_.matmul_params += parts[i].weight.numel();
     }
-    if (fuse_) *fused = fuse(parts);
+    if (fuse_ && fused) *fused = fuse(parts);
     return parts;
   }
 
