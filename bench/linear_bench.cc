@@ -7,7 +7,9 @@
 //
 // Sides: f32 through OpenBLAS (vendor) and our kernels (custom); every other type with our
 // kernels, and with the vendor path that dequantizes to f32 and calls sgemm (q4_0 and q8_0 always,
-// the rest in the full run).
+// the rest in the full run). q8_0 and q4_0 also with the weight packed at load time
+// (Backend::pack_linear_weight, "(packed)" kernels), each copy packed, so the packed path streams
+// as much memory as the others.
 #include <cstring>
 #include <memory>
 #include <random>
@@ -27,6 +29,8 @@ struct WeightSet {
   size_t bytes = 0;  // one copy
   std::vector<std::unique_ptr<Buffer>> copies;
   std::unique_ptr<Buffer> scale;  // [n] f32, f8_e4m3 only
+  // packed[i]: copies[i] as Backend::pack_linear_weight prepared it; empty where it has no form.
+  std::vector<std::shared_ptr<const PackedWeight>> packed;
 };
 
 void put_u16(std::byte* p, uint16_t v) { std::memcpy(p, &v, 2); }
@@ -77,6 +81,9 @@ WeightSet make_weights(Backend& backend, DType t, int64_t n, int64_t k) {
     else
       std::memcpy(w.copies[c]->data(), w.copies[0]->data(), w.bytes);
   }
+  if (backend.pack_linear_weight(ConstTensorView::contiguous({w.copies[0]->data(), w.bytes}, t, Shape{n, k})))
+    for (const auto& c : w.copies)
+      w.packed.push_back(backend.pack_linear_weight(ConstTensorView::contiguous({c->data(), w.bytes}, t, Shape{n, k})));
   if (t == DType::kF8E4M3) {
     w.scale = backend.allocate(static_cast<size_t>(n) * 4);
     auto* s = reinterpret_cast<float*>(w.scale->data());
@@ -85,11 +92,12 @@ WeightSet make_weights(Backend& backend, DType t, int64_t n, int64_t k) {
   return w;
 }
 
-// Times y = x · Wᵀ under `side` and appends one record.
-void measure(Context& ctx, std::vector<Record>& out, const WeightSet& w, int64_t m, KernelPreference side) {
+// Times y = x · Wᵀ under `side` (with the packed copies when `packed`) and appends one record.
+void measure(Context& ctx, std::vector<Record>& out, const WeightSet& w, int64_t m, KernelPreference side,
+             bool packed = false) {
   Backend& backend = ctx.backend;
   backend.set_kernel_preference(side);
-  const auto info = backend.supports_op({OpKind::kLinear, w.dtype, m, w.n, w.k});
+  const auto info = backend.supports_op({OpKind::kLinear, w.dtype, m, w.n, w.k, packed});
   if (!info) return;
   auto x = backend.allocate(static_cast<size_t>(m * w.k) * 4);  // [m, k]
   auto y = backend.allocate(static_cast<size_t>(m * w.n) * 4);  // [m, n]
@@ -108,7 +116,9 @@ void measure(Context& ctx, std::vector<Record>& out, const WeightSet& w, int64_t
   r.vendor = info->vendor;
   r.seconds = time_per_call(
       [&] {
-        args.weight.data = w.copies[next++ % w.copies.size()]->data();
+        const size_t c = next++ % w.copies.size();
+        args.weight.data = w.copies[c]->data();
+        if (packed) args.packed = w.packed[c].get();
         backend.linear(args);
         backend.synchronize();
       },
@@ -136,6 +146,7 @@ void linear_group(Context& ctx, std::vector<Record>& out) {
       for (int64_t m : rows) {
         if (ctx.run_vendor() && vendor_here) measure(ctx, out, w, m, KernelPreference::kVendor);
         if (ctx.run_custom()) measure(ctx, out, w, m, KernelPreference::kCustom);
+        if (ctx.run_custom() && !w.packed.empty()) measure(ctx, out, w, m, KernelPreference::kCustom, true);
       }
     }
   }

@@ -1,6 +1,8 @@
 // Linear on every backend variant against ops::ref::linear, for every weight type, every kernel
 // side (auto, vendor, custom) and shapes that reach every path: GEMV and GEMM, partial panels and
-// tiles, k tails (f32 lanes, 4- and 16-block steps), k above the f32 kernels' k-block.
+// tiles, k tails (f32 lanes, 4- and 16-block steps), k above the f32 kernels' k-block. q8_0 / q4_0
+// also with the weight packed by the backend (LinearArgs::packed): against the reference, and
+// each row's bits against the same row computed alone (batch invariance).
 //
 // Tolerances are bounds, computed per output element from the inputs (not fitted):
 //   f32 arithmetic (vendor, our f32 tiles): the dot product of k terms in f32 with any summation
@@ -151,8 +153,9 @@ Expected expect(const Weight& w, const std::vector<float>& x, const std::vector<
 
 // Runs linear with x rows `ldx` apart and y rows `ldy` apart (0: packed); returns y packed and
 // checks that the padding between y rows is untouched.
+// With `packed`: the weight as be.pack_linear_weight prepared it, passed beside the view.
 std::vector<float> run(Backend& be, const Weight& w, const std::vector<float>& x, const std::vector<float>& bias,
-                       int64_t m, int64_t ldx = 0, int64_t ldy = 0) {
+                       int64_t m, int64_t ldx = 0, int64_t ldy = 0, const PackedWeight* packed = nullptr) {
   const int64_t n = w.view().shape[0], k = w.view().shape[1];
   ldx = ldx ? ldx : k;
   ldy = ldy ? ldy : n;
@@ -170,6 +173,7 @@ std::vector<float> run(Backend& be, const Weight& w, const std::vector<float>& x
   a.y.data = reinterpret_cast<std::byte*>(ys.data());
   a.y.shape = Shape{m, n};
   a.y.strides = Shape{ldy, 1};
+  a.packed = packed;
   be.linear(a);
   be.synchronize();
   std::vector<float> y(m * n);
@@ -334,6 +338,168 @@ TEST_P(BackendTest, LinearNamesItsKernels) {
     }
   }
   EXPECT_FALSE(backend().supports_op({OpKind::kLinear, DType::kI8, 1, 4, 4}).has_value());
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    backend().set_kernel_preference(KernelPreference::kAuto);
+    EXPECT_NE(backend().supports_op({OpKind::kLinear, t, 1, 4096, 4096, true})->name.find("gemv int8"),
+              std::string::npos);
+    EXPECT_NE(backend().supports_op({OpKind::kLinear, t, 64, 4096, 4096, true})->name.find("(packed)"),
+              std::string::npos);
+  }
+}
+
+// ---- packed weights (Backend::pack_linear_weight) -----------------------------------------------
+
+// The packed kernels against the reference: n not a multiple of the 16-row groups, k tails of
+// 1, 14, 11 and 5 blocks (none a multiple of 512), tiles of every row count; at 1 and 3 threads
+// (the variants and `other`), every ISA the machine has (the variants). The vendor side ignores
+// the packed form and runs on the view.
+TEST_P(BackendTest, LinearPackedMatchesReference) {
+  auto other = other_thread_count(GetParam());
+  uint64_t seed = 500;
+  struct Case {
+    int64_t m, n;
+    int k_index;
+  };
+  constexpr Case kCases[] = {{1, 1, 0},  {1, 33, 3}, {2, 7, 1},   {3, 70, 2}, {5, 17, 0},
+                             {8, 45, 3}, {9, 31, 1}, {13, 16, 2}, {40, 50, 1}};
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    for (const Case& c : kCases) {
+      const int64_t k = lengths(t)[c.k_index];
+      const Weight w = random_weight(t, c.n, k, ++seed);
+      const auto x = random_normal(c.m * k, ++seed);
+      const auto bias = seed % 2 ? random_normal(c.n, ++seed) : std::vector<float>{};
+      const Expected e = expect(w, x, bias, c.m);
+      const auto packed = backend().pack_linear_weight(w.view());
+      ASSERT_NE(packed, nullptr) << dtype_name(t);
+      EXPECT_GE(packed->bytes(), w.bytes.size());
+      const auto packed_other = other->pack_linear_weight(w.view());
+      for (KernelPreference side : kSides) {
+        backend().set_kernel_preference(side);
+        other->set_kernel_preference(side);
+        const auto info = backend().supports_op({OpKind::kLinear, t, c.m, c.n, k, true});
+        ASSERT_TRUE(info.has_value());
+        SCOPED_TRACE(cat(dtype_name(t), " m=", c.m, " n=", c.n, " k=", k, " bias=", !bias.empty(), " side ",
+                         kernel_preference_name(side), ": ", info->name));
+        EXPECT_EQ(info->name.find("(packed)") != std::string::npos, side != KernelPreference::kVendor);
+        const auto y = run(backend(), w, x, bias, c.m, 0, 0, packed.get());
+        const bool int8 = info->name.find("int8") != std::string::npos;
+        EXPECT_TRUE(within(y, e.y, int8 ? e.tol_int8 : e.tol_f32));
+        const auto y_other = run(*other, w, x, bias, c.m, 0, 0, packed_other.get());
+        EXPECT_EQ(std::memcmp(y.data(), y_other.data(), y.size() * 4), 0) << "results differ between 1 and 3 threads";
+      }
+    }
+  }
+}
+
+// Packing reads the view's row stride: the first k columns of a wider weight.
+TEST_P(BackendTest, LinearPackedHonoursWeightRowStride) {
+  backend().set_kernel_preference(KernelPreference::kAuto);
+  uint64_t seed = 600;
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    const int64_t m = 3, n = 21, k = 32 * 14;
+    Weight w = random_weight(t, n, k + 64, ++seed);
+    w.view_shape = Shape{n, k};
+    const auto x = random_normal(m * k, ++seed);
+    const auto bias = random_normal(n, ++seed);
+    const Expected e = expect(w, x, bias, m);
+    const auto packed = backend().pack_linear_weight(w.view());
+    SCOPED_TRACE(dtype_name(t));
+    EXPECT_TRUE(within(run(backend(), w, x, bias, m, k + 5, n + 3, packed.get()), e.y, e.tol_int8));
+  }
+}
+
+// Batch invariance: row i of an m-row call has the bits of the same activation row alone (m = 1),
+// whatever the other rows of the call and their number. Each m takes a different mix of rows, so
+// a row meets different neighbours and lands in different tile positions.
+TEST_P(BackendTest, LinearPackedRowsDoNotDependOnTheBatch) {
+  backend().set_kernel_preference(KernelPreference::kAuto);
+  uint64_t seed = 700;
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    const int64_t rows = 64, n = 45, k = 32 * 27;
+    const Weight w = random_weight(t, n, k, ++seed);
+    const auto pool = random_normal(rows * k, ++seed);
+    const auto bias = random_normal(n, ++seed);
+    const auto packed = backend().pack_linear_weight(w.view());
+    std::vector<std::vector<float>> alone(rows);  // [rows][n]: each row with m = 1
+    for (int64_t r = 0; r < rows; ++r)
+      alone[r] = run(backend(), w, {pool.begin() + r * k, pool.begin() + (r + 1) * k}, bias, 1, 0, 0, packed.get());
+    for (int64_t m : {1, 2, 5, 8, 9, 33, 64}) {
+      std::vector<int64_t> pick(m);
+      std::vector<float> x(m * k);
+      for (int64_t i = 0; i < m; ++i) {
+        pick[i] = (i * 37 + m * 11) % rows;
+        std::copy(pool.begin() + pick[i] * k, pool.begin() + (pick[i] + 1) * k, x.begin() + i * k);
+      }
+      const auto y = run(backend(), w, x, bias, m, 0, 0, packed.get());
+      for (int64_t i = 0; i < m; ++i)
+        EXPECT_EQ(std::memcmp(y.data() + i * n, alone[pick[i]].data(), n * 4), 0)
+            << dtype_name(t) << " m=" << m << ": row " << i << " (pool row " << pick[i] << ") differs from m=1";
+    }
+  }
+}
+
+// A NaN in x makes its row NaN and leaves the others finite, on the packed kernels too.
+TEST_P(BackendTest, LinearPackedPropagatesNaNFromActivations) {
+  backend().set_kernel_preference(KernelPreference::kAuto);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    const int64_t m = 10, n = 9, k = 64;
+    const Weight w = random_weight(t, n, k, 3);
+    auto x = random_normal(m * k, 4);
+    x[5] = std::numeric_limits<float>::quiet_NaN();  // row 0
+    const auto packed = backend().pack_linear_weight(w.view());
+    const auto y = run(backend(), w, x, {}, m, 0, 0, packed.get());
+    for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(y[j])) << dtype_name(t) << " j=" << j;
+    for (int64_t i = 1; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isfinite(y[i * n + j])) << dtype_name(t);
+  }
+}
+
+// Types without a packed form pack to null; a packed weight must match the view it is passed with.
+TEST_P(BackendTest, LinearPackedChecksItsWeight) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kNF4})
+    EXPECT_EQ(backend().pack_linear_weight(random_weight(t, 4, 64, 1).view()), nullptr) << dtype_name(t);
+  const Weight a = random_weight(DType::kQ4_0, 6, 64, 2), b = random_weight(DType::kQ4_0, 6, 96, 3);
+  const auto packed_b = backend().pack_linear_weight(b.view());
+  const auto x = random_normal(64, 4);
+  try {
+    run(backend(), a, x, {}, 1, 0, 0, packed_b.get());
+    ADD_FAILURE() << "a [6, 96] packed weight was accepted for a [6, 64] view";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(e.message().find("packed weight is q4_0 [6, 96]"), std::string::npos) << e.what();
+  }
+  Weight bad = a;
+  bad.view_shape = Shape{6, 48};  // not whole blocks
+  EXPECT_THROW(backend().pack_linear_weight(bad.view()), Error);
+}
+
+// The packed kernels of every ISA follow one recipe per element (linear_packed.cc), and the
+// activations quantize to the same bytes on every ISA: AVX-512, AVX2 and scalar agree bit for bit.
+TEST(LinearPacked, EveryIsaGivesTheSameBits) {
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (const char* isa : {"avx512", "avx2", "scalar"}) {
+    BackendOptions o;
+    o.isa = isa;
+    o.threads = 2;
+    try {
+      backends.push_back(create_backend("cpu", o));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();  // this CPU lacks the level
+    }
+  }
+  ASSERT_FALSE(backends.empty());
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    const int64_t m = 11, n = 37, k = 32 * 27;
+    const Weight w = random_weight(t, n, k, 800);
+    const auto x = random_normal(m * k, 801);
+    const auto bias = random_normal(n, 802);
+    const auto packed = backends[0]->pack_linear_weight(w.view());
+    const auto first = run(*backends[0], w, x, bias, m, 0, 0, packed.get());
+    for (size_t b = 1; b < backends.size(); ++b)
+      EXPECT_EQ(
+          std::memcmp(first.data(), run(*backends[b], w, x, bias, m, 0, 0, packed.get()).data(), first.size() * 4), 0)
+          << dtype_name(t) << ": " << backends[b]->description() << " differs from " << backends[0]->description();
+  }
 }
 
 // ---- bad arguments ---------------------------------------------------------------------------

@@ -271,6 +271,74 @@ TEST_P(TransformerParity, EngineGenerateContinuesAcrossTurns) {
   EXPECT_EQ(engine->kv_pool().used_pages(), 0);
 }
 
+// q8_0 / q4_0 weights packed at load (LoadOptions::pack_weights, the default): a sequence's logits
+// have the same bits alone and in one forward with other sequences (the packed kernels' rows of y
+// do not depend on the number of rows), so a greedy request gives the same tokens batched or not:
+// a decode token (1 row alone, 1 of 25 + 1 + 6 batched) and a whole prompt. The packed and the
+// natural-layout int8 kernels differ only in the order of f32 sums.
+TEST_P(TransformerParity, PackedWeightsGiveEachSequenceItsOwnBits) {
+  const std::span<const int32_t> t(ref_->tokens);
+  const int64_t v = ref_->vocab, n = static_cast<int64_t>(t.size());
+  for (const std::string quant : {"q8_0", "q4_0"}) {
+    LoadOptions packed, natural;
+    packed.quant = natural.quant = quant;
+    natural.pack_weights = false;
+    auto model = load_language_model(*file_, *backend_, packed);
+    if (model->describe().find("weights " + quant) == std::string::npos) {
+      SUCCEED() << "the matmuls' input sizes are not multiples of 32: --quant leaves them f32, nothing is packed";
+      return;
+    }
+    auto forward = [&](LanguageModel& m, std::span<const SeqInput> batch) {
+      std::vector<float> logits;
+      m.forward(batch, pool_->view(), logits);
+      return logits;
+    };
+    // Sequences that hold `prefix` tokens of t, committed.
+    auto warmed = [&](int64_t prefix) {
+      SeqState s(*pool_);
+      s.reserve(prefix);
+      const SeqInput in[] = {{t.first(static_cast<size_t>(prefix)), 0, s.pages(), false}};
+      forward(*model, in);
+      s.commit(prefix);
+      return s;
+    };
+    SeqState prompt_alone(*pool_), decode_alone = warmed(20);
+    prompt_alone.reserve(n);
+    decode_alone.reserve(1);
+    const SeqInput prompt_in[] = {{t, 0, prompt_alone.pages(), true}};
+    const SeqInput decode_in[] = {{t.subspan(20, 1), 20, decode_alone.pages(), true}};
+    const auto want_prompt = forward(*model, prompt_in);
+    const auto want_decode = forward(*model, decode_in);
+
+    SeqState a(*pool_), b = warmed(20), c = warmed(11);
+    a.reserve(n);
+    b.reserve(1);
+    c.reserve(6);
+    const SeqInput batch[] = {
+        {t.subspan(20, 1), 20, b.pages(), true}, {t, 0, a.pages(), true}, {t.subspan(11, 6), 11, c.pages(), true}};
+    const auto got = forward(*model, batch);
+    ASSERT_EQ(static_cast<int64_t>(got.size()), (1 + n + 6) * v);
+    EXPECT_EQ(std::memcmp(got.data(), want_decode.data(), v * sizeof(float)), 0)
+        << quant << ": the decode token's logits changed when batched with two other sequences";
+    EXPECT_EQ(std::memcmp(got.data() + v, want_prompt.data(), n * v * sizeof(float)), 0)
+        << quant << ": the prompt's logits changed when batched with two other sequences";
+
+    // Our int8 kernels on both sides (kAuto would take dequantize-and-sgemm for the natural
+    // layout's larger m on AVX2 and scalar, without the activations' int8 rounding).
+    auto unpacked = load_language_model(*file_, *backend_, natural);
+    SeqState d(*pool_);
+    d.reserve(n);
+    const SeqInput again[] = {{t, 0, d.pages(), true}};
+    backend_->set_kernel_preference(KernelPreference::kCustom);
+    const auto other = forward(*unpacked, again);
+    backend_->set_kernel_preference(KernelPreference::kAuto);
+    ASSERT_EQ(other.size(), want_prompt.size());
+    for (size_t i = 0; i < other.size(); ++i)
+      ASSERT_NEAR(want_prompt[i], other[i], 1e-4 * (1 + std::abs(other[i])))
+          << quant << " packed vs natural, logit " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Configs, TransformerParity,
                          ::testing::Combine(::testing::Values(std::string(kConfigs[0]), std::string(kConfigs[1]),
                                                               std::string(kConfigs[2])),

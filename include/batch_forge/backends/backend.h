@@ -23,6 +23,15 @@ namespace bf {
 
 class Backend;
 
+// A weight rearranged by one backend for its own kernels (Backend::pack_linear_weight), owned
+// through shared_ptr by whoever keeps the weight (a model) and passed to ops as LinearArgs::packed.
+// Opaque outside the backend that made it.
+class PackedWeight {
+ public:
+  virtual ~PackedWeight() = default;
+  virtual size_t bytes() const = 0;  // memory it holds
+};
+
 // Memory owned by one backend. Move-only through unique_ptr; freed on destruction.
 class Buffer {
  public:
@@ -35,6 +44,10 @@ struct BackendOptions {
   int threads = 0;  // CPU threads; 0: ThreadPool::default_thread_count()
   KernelPreference kernels = KernelPreference::kAuto;
   std::string isa;  // CPU only: "" (best available), "avx512", "avx2" or "scalar"
+  // Row-invariant kernels: each output row of a matmul is bit-identical whatever the other rows of
+  // the call and their number (the continuous-batching scheduler needs a request's tokens not to
+  // depend on its batch). Overrides `kernels` where the preferred kernel's sums depend on m.
+  bool batch_invariant = false;
 };
 
 class Backend {
@@ -53,6 +66,15 @@ class Backend {
   // The kernel this backend would run for `desc` under the current preference; empty when the op
   // (or its dtype) is not supported. Calling an unsupported op throws Error(kUnsupported).
   virtual std::optional<KernelInfo> supports_op(const OpDesc& desc) const = 0;
+
+  // The backend's prepared form of a linear weight [n, k] (a view as LinearArgs::weight takes it),
+  // made once at load time and passed with every call as LinearArgs::packed; null where the
+  // backend has no such form for this weight (its type, or the backend). Throws
+  // Error(kInvalidArgument, "linear") for a weight that linear would reject.
+  virtual std::shared_ptr<const PackedWeight> pack_linear_weight(const ConstTensorView& weight) {
+    (void)weight;
+    return nullptr;
+  }
 
   virtual void linear(const LinearArgs& args) = 0;
   virtual void attention(const AttentionArgs& args) = 0;

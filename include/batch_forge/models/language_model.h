@@ -53,6 +53,11 @@ struct LoadOptions {
   // Run projections of the same input (q/k/v, gate/up) as one matmul where their weights lie back
   // to back (always after `quant`). Off only to compare the two paths.
   bool fuse_projections = true;
+  // Let the backend prepare the q8_0 / q4_0 matmul weights (and the output head) for its kernels
+  // once, here (Backend::pack_linear_weight). On the CPU the packed kernels give each row of a
+  // batch the bits it has alone, and decode reads the weights at a higher share of the memory
+  // bandwidth. Costs one more copy of those weights. Off only to compare the two paths.
+  bool pack_weights = true;
 };
 
 class LanguageModel {

@@ -34,6 +34,7 @@ struct OpDesc {
   int64_t m = 0;              // rows (tokens) for kLinear; queries for kAttention
   int64_t n = 0;              // output features for kLinear
   int64_t k = 0;              // reduction length for kLinear
+  bool packed = false;        // kLinear: the weight comes prepared (LinearArgs::packed)
 };
 
 // Which side runs ops: the vendor library (OpenBLAS, cuBLAS) or our own kernels. kAuto picks per

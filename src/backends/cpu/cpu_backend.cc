@@ -65,6 +65,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
   if (!isa_supported(isa_))
     throw Error(ErrorCode::kUnsupported, "cpu", cat("this CPU does not support the ", isa_name(isa_), " kernels"));
   kernels_ = options.kernels;
+  batch_invariant_ = options.batch_invariant;
   const int threads = options.threads > 0 ? options.threads : ThreadPool::default_thread_count();
   if (threads == ThreadPool::global().size()) {
     pool_ = &ThreadPool::global();
@@ -80,7 +81,7 @@ CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::description() const {
   return cat("cpu: ", isa_name(isa_), ", ", pool_->size(), " thread", pool_->size() == 1 ? "" : "s", ", kernels ",
-             kernel_preference_name(kernels_), ", ", vendor_blas_name());
+             kernel_preference_name(kernels_), batch_invariant_ ? " (batch-invariant)" : "", ", ", vendor_blas_name());
 }
 
 std::unique_ptr<Buffer> CpuBackend::allocate(size_t bytes) { return std::make_unique<HostBuffer>(bytes); }
@@ -91,6 +92,10 @@ std::optional<KernelInfo> CpuBackend::supports_op(const OpDesc& desc) const {
     case OpKind::kAttention: return attention_kernel(ctx(), desc);
     default: return elementwise_kernel(ctx(), desc);
   }
+}
+
+std::shared_ptr<const PackedWeight> CpuBackend::pack_linear_weight(const ConstTensorView& weight) {
+  return cpu::pack_linear_weight(ctx(), weight);
 }
 
 // Each op: validate the arguments (a clear error naming the op and the argument), then run.

@@ -23,6 +23,9 @@ class CpuBackend final : public Backend {
 
   std::optional<KernelInfo> supports_op(const OpDesc& desc) const override;
 
+  // q8_0 / q4_0: the packed layout of linear_packed.cc (the same bytes as the blocks, rearranged
+  // for the int8 kernels); null for other types.
+  std::shared_ptr<const PackedWeight> pack_linear_weight(const ConstTensorView& weight) override;
   void linear(const LinearArgs& args) override;
   void attention(const AttentionArgs& args) override;
   void rms_norm(const RmsNormArgs& args) override;
@@ -35,9 +38,10 @@ class CpuBackend final : public Backend {
   void add(const AddArgs& args) override;
 
  private:
-  CpuContext ctx() const { return {pool_, isa_, kernels_}; }
+  CpuContext ctx() const { return {pool_, isa_, kernels_, batch_invariant_}; }
 
   Isa isa_;
+  bool batch_invariant_ = false;
   std::unique_ptr<ThreadPool> own_pool_;  // only when options.threads differs from the global pool
   ThreadPool* pool_;
 };

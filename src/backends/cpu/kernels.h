@@ -3,9 +3,11 @@
 // on ctx.isa and spreads work over ctx.pool. Results must not depend on the thread count.
 #pragma once
 
+#include <memory>
 #include <optional>
 
 #include "backends/cpu/isa.h"
+#include "batch_forge/backends/backend.h"
 #include "batch_forge/core/thread_pool.h"
 #include "batch_forge/ops/attention.h"
 #include "batch_forge/ops/elementwise.h"
@@ -18,12 +20,15 @@ struct CpuContext {
   ThreadPool* pool;
   Isa isa;
   KernelPreference kernels;
+  bool batch_invariant = false;  // BackendOptions::batch_invariant
 };
 
 // linear.cc (and its per-dtype files): vendor OpenBLAS for f32 when preferred, own kernels for
 // every weight type (GEMV for m small, blocked GEMM otherwise).
 std::optional<KernelInfo> linear_kernel(const CpuContext& ctx, const OpDesc& desc);
 void linear(const CpuContext& ctx, const LinearArgs& args);
+// q8_0 / q4_0 weights in the layout of the packed kernels (linear_packed.cc); null for others.
+std::shared_ptr<const PackedWeight> pack_linear_weight(const CpuContext& ctx, const ConstTensorView& weight);
 
 // attention.cc: flash-style fused attention over paged KV.
 std::optional<KernelInfo> attention_kernel(const CpuContext& ctx, const OpDesc& desc);

@@ -5,6 +5,7 @@
 //   linear_quantize.cc   activations → int8 blocks of 32 with f32 scales, per ISA and layout
 //   linear_gemv_int8.cc  q8_0 / q4_0 × int8 activations for few rows (decode), per ISA
 //   linear_gemm_int8.cc  q8_0 / q4_0 × int8 activations, packed panels, AVX-512 VNNI (prefill)
+//   linear_packed.cc     q8_0 / q4_0 repacked at load time × int8 activations, every m, per ISA
 //   linear_gemv_float.cc f16 / bf16 / f8_e4m3 / nf4 converted in registers, few rows, AVX-512
 //   linear_float.cc      f32 tile kernels over f32 weights or dequantized panels, per ISA
 // Every kernel splits the output features (n) across ctx.pool and computes each output element
@@ -18,10 +19,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <vector>
 
 #include "backends/cpu/kernels.h"
+#include "batch_forge/backends/backend.h"
 #include "batch_forge/core/dtype.h"
 
 namespace bf::cpu::lin {
@@ -120,6 +123,40 @@ void qgemv(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts);
 // offsets: weights whose rows lie further apart than kGemmMaxRowBytes take the GEMV kernels.
 inline constexpr int64_t kGemmMaxRowBytes = (int64_t{1} << 31) / 16;
 void qgemm_avx512(const CpuContext& ctx, const Problem& p, const QuantizedActs& acts);
+
+// ---- linear_packed.cc ------------------------------------------------------------------------
+// A q8_0 / q4_0 weight [n, k] rearranged for the packed kernels (the layout is described in
+// linear_packed.cc): groups of kGroupRows output rows, each a contiguous run of `group_bytes`.
+class PackedLinear final : public PackedWeight {
+ public:
+  static constexpr int64_t kGroupRows = 16;
+
+  PackedLinear(DType type, int64_t rows, int64_t cols);
+  size_t bytes() const override { return data.size(); }
+
+  const std::byte* group(int64_t g) const { return data.data() + g * group_bytes; }
+  std::byte* group(int64_t g) { return data.data() + g * group_bytes; }
+  // Where block b's 16 f16 scales and its code vectors lie inside a group.
+  int64_t scales_offset(int64_t b) const { return (b / 2) * pair_bytes + (b % 2) * 32; }
+  int64_t codes_offset(int64_t b) const { return (b / 2) * pair_bytes + 64 + (b % 2) * code_bytes; }
+  const std::byte* scales(const std::byte* group, int64_t b) const { return group + scales_offset(b); }
+  const std::byte* codes(const std::byte* group, int64_t b) const { return group + codes_offset(b); }
+
+  DType dtype;
+  int64_t n, k;
+  int64_t nb;                     // blocks of 32 along k
+  int64_t groups;                 // ⌈n / 16⌉
+  int64_t code_bytes;             // one block's codes for 16 rows: 512 (q8_0) or 256 (q4_0)
+  int64_t pair_bytes;             // two blocks: 64 bytes of scales + 2 · code_bytes
+  int64_t group_bytes;            // ⌈nb / 2⌉ pairs
+  AlignedVector<std::byte> data;  // [groups, group_bytes], zero where rows or blocks are padding
+};
+
+// Packs a validated q8_0 / q4_0 weight view (rows may lie further apart than k needs).
+std::shared_ptr<const PackedLinear> pack_q8_q4(const CpuContext& ctx, const ConstTensorView& weight);
+// The activations' layout and correction the packed kernels of `isa` take.
+QLayoutSpec packed_layout(Isa isa, DType wtype);
+void packed_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& w, const QuantizedActs& acts);
 
 // ---- linear_gemv_float.cc ------------------------------------------------------------------
 // f16, bf16, f8_e4m3, nf4 on AVX-512, any m (rows in groups of ≤ 4); the GEMV of those types.

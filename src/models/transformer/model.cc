@@ -74,6 +74,7 @@ class Model final : public LanguageModel {
     a.weight = w.weight;
     a.scale = w.scale;
     a.bias = w.bias;
+    a.packed = w.packed.get();
     a.y = view(y, {m, n});
     backend_.linear(a);
   }

@@ -217,6 +217,30 @@ class Binder {
   bool fuse_;
 };
 
+// Each matmul the forward pass runs (a fused group instead of its parts), prepared by the backend.
+// The views stay: validation, the vendor side and the reference read them, and a tied head's view
+// is the embedding table.
+void pack(Weights& w, Backend& backend) {
+  auto one = [&](LinearWeights& l) {
+    if (l.weight.data) l.packed = backend.pack_linear_weight(l.weight);
+  };
+  for (LayerWeights& lw : w.layers) {
+    if (lw.qkv.weight.data) {
+      one(lw.qkv);
+    } else {
+      one(lw.query), one(lw.key), one(lw.value);
+    }
+    one(lw.output);
+    if (lw.gate_up.weight.data) {
+      one(lw.gate_up);
+    } else {
+      one(lw.gate), one(lw.up);
+    }
+    one(lw.down);
+  }
+  one(w.head);
+}
+
 }  // namespace
 
 Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, const LoadOptions& options) {
@@ -256,6 +280,7 @@ Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, 
   } else {
     w.head = b.linear("lm_head", false);
   }
+  if (options.pack_weights) pack(w, backend);
   return w;
 }
 

@@ -1,7 +1,8 @@
 // The transformer's weights, bound by PyTree key path (docs/model-format.md). Matmul weights and
 // the embedding are zero-copy views into the mapped file unless LoadOptions::quant asks for a
 // conversion; norm parameters and biases in f16/bf16 are widened to f32 once, here, because the
-// norm and add ops take f32.
+// norm and add ops take f32. With LoadOptions::pack_weights the backend also prepares each q8_0 /
+// q4_0 matmul it has a packed form for (docs/cpu-linear.md), beside the view.
 #pragma once
 
 #include <memory>
@@ -18,6 +19,9 @@ struct LinearWeights {
   ConstTensorView weight;  // [n_out, n_in] (Equinox's (out, in)), any weight type of the backend
   ConstTensorView scale;   // [n_out] f32 for f8_e4m3 weights, else empty
   ConstTensorView bias;    // [n_out] f32, or empty
+  // The backend's prepared form of `weight` (LoadOptions::pack_weights), passed beside it to every
+  // call; null where the backend has none for its type.
+  std::shared_ptr<const PackedWeight> packed;
 };
 
 struct NormWeights {
