@@ -4,6 +4,8 @@
 //   decode   one token per forward at a context of `ctx` tokens, the step a chat spends its time
 //            in. bytes = the weights one step reads (every matmul weight, the tied head once, one
 //            embedding row) + the K/V of the context; its roofline is bytes ÷ read bandwidth.
+//   batched  decode of 16 sequences in one forward (what the scheduler's steps do): tokens/s of
+//            the batch beside one sequence's.
 //   prefill  a 512-token prompt in one forward (the GEMM path); tokens/s beside decode's.
 // Token ids are arbitrary (speed does not depend on them); the KV pool is sized for one sequence.
 #include <algorithm>
@@ -22,6 +24,7 @@ namespace {
 
 constexpr int64_t kPageSize = 16;
 constexpr int64_t kPrefill = 512;
+constexpr int64_t kBatch = 16;  // sequences of the batched decode row
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -47,8 +50,11 @@ void model_group(Context& ctx, std::vector<Record>& out) {
     const int64_t ctx_len = std::min<int64_t>(ctx.quick ? 128 : 256, model->max_seq_len() / 2);
     const int64_t steps = ctx.quick ? 24 : 64;
     const int64_t prefill = std::min<int64_t>(kPrefill, model->max_seq_len());
+    // One sequence of the longest mode, plus the batched decode's private pages (a copied partial
+    // page and the steps' tokens per sequence).
     KvPool pool(ctx.backend, model->kv_layout(), kPageSize,
-                (std::max(prefill, ctx_len + steps) + kPageSize) * model->kv_layout().bytes_per_token());
+                (std::max(prefill, ctx_len + steps) + kPageSize + kBatch * (steps + 2 * kPageSize)) *
+                    model->kv_layout().bytes_per_token());
     std::vector<float> logits;
     const std::string dtype = quant.empty() ? std::string(dtype_name(file.tensor("embed.weight").dtype)) : quant;
 
@@ -81,6 +87,44 @@ void model_group(Context& ctx, std::vector<Record>& out) {
                                     (ctx_len + steps / 2) * model->kv_layout().bytes_per_token() / 2);
       r.flops = static_cast<double>(model->matmul_flops_per_token());
       r.tokens = 1;
+      out.push_back(r);
+    }
+    // Batched decode: kBatch sequences at the same context (forks of one prefilled sequence, so
+    // they share its pages) each feed one token in one forward, as the scheduler's decode steps
+    // do: the matmuls run over kBatch rows and read the weights once for all of them.
+    {
+      SeqState first(pool);
+      const auto prompt = token_ids(ctx_len, vocab, 3);
+      first.reserve(ctx_len);
+      const SeqInput in{prompt, 0, first.pages(), false};
+      model->forward({&in, 1}, pool.view(), logits);
+      first.commit(ctx_len);
+      std::vector<SeqState> seqs;
+      for (int64_t b = 0; b < kBatch; ++b) seqs.push_back(first.fork());
+      std::vector<int32_t> tokens(kBatch, 1);
+      std::vector<double> times;
+      for (int64_t s = 0; s < steps / 2; ++s) {
+        std::vector<SeqInput> batch;
+        for (int64_t b = 0; b < kBatch; ++b) {
+          SeqState& q = seqs[static_cast<size_t>(b)];
+          q.reserve(1);
+          batch.push_back({{&tokens[static_cast<size_t>(b)], 1}, q.n_tokens(), q.pages(), false});
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        model->forward(batch, pool.view(), logits);
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        for (SeqState& q : seqs) q.commit(1);
+      }
+      Record r;
+      r.op = "decode";
+      r.shape = cat(name, " ctx=", ctx_len + steps / 4, " batch=", kBatch);
+      r.dtype = dtype;
+      r.kernel = "transformer forward";
+      r.seconds = median(times);
+      r.bytes = static_cast<double>(model->weight_bytes_per_token() +
+                                    kBatch * (ctx_len + steps / 4) * model->kv_layout().bytes_per_token() / 2);
+      r.flops = static_cast<double>(model->matmul_flops_per_token() * kBatch);
+      r.tokens = static_cast<double>(kBatch);
       out.push_back(r);
     }
     // Prefill: one forward of `prefill` tokens into a fresh sequence, best of a few.

@@ -4,7 +4,8 @@
 #   1. release build + CTest (unit, corpus, JAX parity, models, CLI end to end, 1 GB mapping RSS);
 #   2. the Python suite (exporter, reference models, fixtures);
 #   3. ASan/UBSan build + CTest;
-#   4. libFuzzer over the safetensors parser (clang, ASan/UBSan), bounded in time.
+#   4. ThreadSanitizer build: thread pool and request manager tests, the HTTP server end to end;
+#   5. libFuzzer over the safetensors parser (clang, ASan/UBSan), bounded in time.
 # BF_FUZZ_SECONDS (default 60) bounds the fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,17 @@ scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBF_SANITIZE=addr
 # The real model's parity run (minutes of f32 math) proves numbers, which the release pass did;
 # under ASan the same engine paths run on the small exported models (tests/e2e/test_generate.py).
 BF_REAL_MODEL=/nonexistent ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== ThreadSanitizer: the threaded runtime (thread pool, request manager and scheduler, HTTP server)"
+[ -f build-tsan/build.ninja ] ||
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBF_SANITIZE=thread >/dev/null
+cmake --build build-tsan --parallel "$jobs" --target bf_core_test bf_model_parity_test batch_forge
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R "ThreadPool|RequestManager|model_fixtures"
+# The server end to end (on the small exported model: the real one's f32 math is slow under TSan).
+BF_BINARY_DIR=build-tsan BF_REAL_MODEL=/nonexistent JAX_PLATFORMS=cpu \
+  .venv/bin/python -m pytest -q tests/e2e/test_server.py -p no:cacheprovider
+unset TSAN_OPTIONS
 
 echo "== fuzzing the safetensors parser for ${BF_FUZZ_SECONDS:-60} s"
 [ -f build-fuzz/build.ninja ] ||

@@ -10,6 +10,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kNotFound: return "not found";
     case ErrorCode::kIo: return "i/o error";
     case ErrorCode::kResourceExhausted: return "resource exhausted";
+    case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kInternal: return "internal error";
   }
   return "unknown error";

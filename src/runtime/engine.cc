@@ -9,7 +9,7 @@
 #include "batch_forge/core/error.h"
 #include "batch_forge/core/log.h"
 #include "batch_forge/models/model.h"
-#include "batch_forge/runtime/stop_strings.h"
+#include "runtime/token_output.h"
 
 namespace bf {
 namespace {
@@ -76,7 +76,7 @@ std::unique_ptr<Engine> Engine::open(const std::filesystem::path& path, const En
       e->chat_ = ChatTemplate::from_source(it->second);
     } catch (const Error& err) {
       // A template we cannot render is not fatal: plain completion still works.
-      BF_LOG(kWarn, "engine", source, ": chat template not usable (", err.what(), ")");
+      BF_LOG(kWarn, "[engine] ", source, ": chat template not usable (", err.what(), ")");
     }
   }
   if (auto it = meta.find(std::string(kSpecialTokensKey)); it != meta.end())
@@ -118,14 +118,9 @@ GenerationResult Engine::generate(SeqState& seq, const GenerationRequest& reques
                     " does not fit the context of ", context, " tokens with room to generate"));
   if (request.max_tokens < 1)
     throw Error(ErrorCode::kInvalidArgument, "generate", cat("max_tokens must be >= 1, got ", request.max_tokens));
-  if (!request.stop.empty() && !tokenizer_)
-    throw Error(ErrorCode::kInvalidArgument, "generate", "stop strings need a model file with a tokenizer");
   Sampler sampler(request.sampling);
-  StopMatcher stop(request.stop);
-  const int64_t max_new = std::min(request.max_tokens, context - held - n_new);
+  TokenOutput output(*this, request, std::min(request.max_tokens, context - held - n_new));
 
-  GenerationResult out;
-  out.prompt_tokens = n_new;
   std::vector<float> logits;
   auto feed = [&](std::span<const int32_t> tokens) {
     seq.reserve(static_cast<int64_t>(tokens.size()));
@@ -136,53 +131,27 @@ GenerationResult Engine::generate(SeqState& seq, const GenerationRequest& reques
   const std::span<const int32_t> prompt(request.prompt);
   for (int64_t i = 0; i < n_new; i += options_.prefill_chunk)
     feed(prompt.subspan(static_cast<size_t>(i), static_cast<size_t>(std::min(options_.prefill_chunk, n_new - i))));
-  out.prefill_seconds = since(t0);
-
-  std::optional<StreamDecoder> decoder;
-  if (tokenizer_) decoder.emplace(*tokenizer_, /*skip_special=*/true);
-  auto emit = [&](std::string_view piece) {
-    const StopResult r = stop.push(piece);
-    out.text += r.emit;
-    if (on_text && !r.emit.empty()) on_text(r.emit);
-    return r.stopped;
-  };
+  const double prefill_seconds = since(t0);
 
   Clock::time_point first;
-  // A vocabulary padded past the tokenizer's last id (a common export choice) has rows no text
-  // maps to: they must never be sampled.
-  const int64_t n_text = tokenizer_ ? tokenizer_->vocab_size() : model_->vocab_size();
+  double ttft = 0;
   for (;;) {
-    std::fill(logits.begin() + n_text, logits.end(), -INFINITY);
-    SampledToken t = sampler.sample(logits, prompt, out.tokens);
-    if (out.tokens.empty()) {
+    output.mask_logits(logits);
+    SampledToken t = sampler.sample(logits, prompt, output.tokens());
+    if (output.tokens().empty()) {
       first = Clock::now();
-      out.ttft_seconds = since(t0);
+      ttft = since(t0);
     }
-    out.tokens.push_back(t.id);
-    if (request.logprobs) out.logprobs.push_back(std::move(t));
-    const int32_t id = out.tokens.back();
-    if (!request.ignore_eos && std::find(special_.eos.begin(), special_.eos.end(), id) != special_.eos.end()) {
-      out.finish_reason = "stop";
-      break;
-    }
-    if (decoder && emit(decoder->push(id))) {
-      out.finish_reason = "stop";
-      break;
-    }
-    if (static_cast<int64_t>(out.tokens.size()) >= max_new) {
-      out.finish_reason = "length";
-      break;
-    }
-    feed({&out.tokens.back(), 1});
+    const std::string text = output.add(std::move(t));
+    if (on_text && !text.empty()) on_text(text);
+    if (output.done()) break;
+    feed({&output.tokens().back(), 1});
   }
-  if (decoder && !stop.stopped()) {
-    if (!emit(decoder->flush())) {
-      const std::string rest = stop.flush();
-      out.text += rest;
-      if (on_text && !rest.empty()) on_text(rest);
-    }
-  }
-  out.pending = {out.tokens.back()};
+  const std::string rest = output.finish();
+  if (on_text && !rest.empty()) on_text(rest);
+  GenerationResult out = std::move(output.result());
+  out.prefill_seconds = prefill_seconds;
+  out.ttft_seconds = ttft;
   out.decode_seconds = since(first);
   return out;
 }

@@ -140,6 +140,19 @@ SeqState SeqState::fork() const {
   return out;
 }
 
+SeqState SeqState::share_prefix(int64_t n) const {
+  const int64_t ps = pool_->page_size();
+  BF_CHECK(n >= 0 && n % ps == 0 && n <= n_tokens_, "share_prefix of ", n, " tokens from a sequence of ", n_tokens_,
+           " (pages of ", ps, ")");
+  SeqState out(*pool_);
+  for (int64_t i = 0; i < n / ps; ++i) {
+    pool_->retain(pages_[static_cast<size_t>(i)]);
+    out.pages_.push_back(pages_[static_cast<size_t>(i)]);
+  }
+  out.n_tokens_ = n;
+  return out;
+}
+
 void SeqState::release() {
   for (int32_t p : pages_) pool_->release(p);
   pages_.clear();

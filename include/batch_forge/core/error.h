@@ -19,6 +19,7 @@ enum class ErrorCode {
   kNotFound,           // a named object (file, tensor, model) does not exist
   kIo,                 // the operating system refused (open, mmap, read)
   kResourceExhausted,  // a fixed pool or queue is full (KV pages, request queue)
+  kUnavailable,        // the component is shutting down and takes no more work
   kInternal,           // an invariant of our own code broke: a bug, never the user's fault
 };
 

@@ -5,8 +5,8 @@
 //
 // generate() runs one request to the end on the calling thread: prefill of the new tokens in
 // chunks, then one decode step per token, sampling, stop strings and streaming. It is the
-// single-request path the CLI uses; the scheduler of issue 5 batches many requests through the
-// same LanguageModel::forward.
+// single-request path the CLI uses; RequestManager (request_manager.h) batches many requests
+// through the same LanguageModel::forward.
 #pragma once
 
 #include <filesystem>
@@ -75,6 +75,8 @@ class Engine {
 
   Backend& backend() { return *backend_; }
   LanguageModel& model() { return *model_; }
+  int64_t model_vocab_size() const { return model_->vocab_size(); }
+  int64_t context_length() const { return model_->max_seq_len(); }
   KvPool& kv_pool() { return *pool_; }
   const ModelFile& file() const { return *file_; }
   const EngineOptions& options() const { return options_; }

@@ -83,6 +83,9 @@ class SeqState {
   // A second sequence with the same tokens: full pages shared, a partial last page copied.
   // Throws Error(kResourceExhausted) when that copy finds no free page.
   SeqState fork() const;
+  // A sequence holding the first n tokens of this one by sharing their pages; n must be a
+  // multiple of the page size and at most n_tokens(). Never copies, never takes a page.
+  SeqState share_prefix(int64_t n) const;
   // Returns every page to the pool; the state is empty afterwards and can be reused.
   void release();
 
