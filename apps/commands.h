@@ -80,4 +80,23 @@ struct PerplexityOptions {
 };
 int run_perplexity(const PerplexityOptions& options);
 
+struct ServeOptions {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (printed)
+  std::string api_key;
+  std::string model_name;  // empty: the model file's stem
+  int64_t max_queue = 256;
+  int64_t max_running = 64;
+  std::string max_body = "1M";
+  int64_t max_prompt_tokens = 0;  // 0: the context length - 1
+  int64_t max_tokens_limit = 0;   // 0: the context length
+  int io_threads = 1;
+  double drain_seconds = 60;
+  EngineFlags engine;
+};
+// Serves the OpenAI-compatible HTTP API (docs/server.md) until SIGINT/SIGTERM; exit 0 after a
+// clean stop.
+int run_serve(const ServeOptions& options);
+
 }  // namespace bf::app

@@ -12,8 +12,8 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "batch_forge: a native inference engine for JAX/Equinox models.\n"
-      "With no subcommand it answers a few chat prompts with the default model (see --model), then\n"
-      "prints the quick benchmark table.",
+      "With no subcommand it answers chat prompts with the default model (see --model) through the\n"
+      "request manager, alone and batched together, then prints the quick benchmark table.",
       "batch_forge"};
   app.set_version_flag("--version", std::string("batch_forge ") + BF_VERSION);
   app.require_subcommand(0, 1);
@@ -98,6 +98,48 @@ int main(int argc, char** argv) {
   perplexity->add_flag("--json", ppl.json, "Print one JSON object");
   engine_flags(perplexity, ppl.engine);
 
+  bf::app::ServeOptions srv;
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, "
+      "/health, /metrics) with continuous batching; SIGINT/SIGTERM stops it after running requests finish");
+  serve->add_option("--model", srv.model, "Model file")->required();
+  serve->add_option("--host", srv.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", srv.port, "TCP port (0: any free port; the listening line names it)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve
+      ->add_option("--api-key", srv.api_key,
+                   "Require 'Authorization: Bearer KEY' on every route but /health (or $BATCH_FORGE_API_KEY)")
+      ->envname("BATCH_FORGE_API_KEY");
+  serve->add_option("--model-name", srv.model_name,
+                    "Model id clients name (default: the file name without .safetensors)");
+  serve->add_option("--max-queue", srv.max_queue, "Requests waiting for admission; more get 429")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--max-running", srv.max_running, "Sequences decoded together")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--max-body", srv.max_body, "Largest request body (e.g. 1M); larger gets 413")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-prompt-tokens", srv.max_prompt_tokens,
+                   "Longest prompt in tokens (default: the model's context - 1)")
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--max-tokens-limit", srv.max_tokens_limit,
+                   "Largest max_tokens a request may ask for (default: the model's context)")
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--io-threads", srv.io_threads, "Threads for the sockets (they never run the model)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
+  serve
+      ->add_option("--drain-timeout", srv.drain_seconds,
+                   "Seconds running requests get to finish after SIGINT/SIGTERM (a second signal cancels them)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  engine_flags(serve, srv.engine);
+
   CLI11_PARSE(app, argc, argv);
   bench_options.json = bench->count("--json") > 0;
   if (verbose) bf::set_log_level(bf::LogLevel::kDebug);
@@ -108,6 +150,7 @@ int main(int argc, char** argv) {
     if (*bench) return bf::app::run_bench(bench_options);
     if (*generate) return bf::app::run_generate(gen);
     if (*perplexity) return bf::app::run_perplexity(ppl);
+    if (*serve) return bf::app::run_serve(srv);
     return bf::app::run_default(run_options);
   } catch (const bf::Error& e) {
     std::fprintf(stderr, "batch_forge: %s\n", e.what());

@@ -12,6 +12,7 @@ packages=(
   libopenblas-pthread-dev                    # the vendor BLAS of the CPU backend (pinned to 1 thread: our pool threads it)
   libcli11-dev                               # the CLI's argument parsing
   nlohmann-json3-dev                         # JSON (safetensors headers, configs)
+  libboost1.81-dev                           # Boost.Asio + Boost.Beast (header-only): the HTTP server
   python3 python3-venv                       # the exporter and the JAX reference
 )
 missing=()
