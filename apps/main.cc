@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "vendor", "custom"}));
   bench->add_option("--group", bench_options.groups, "Only these groups (attention, elementwise, linear, model)");
   bench->add_option("--threads", bench_options.threads, "Threads (default: the cores this process may use)");
-  bench->add_option("--isa", bench_options.isa, "CPU kernels: avx512, avx2 or scalar (default: best)");
+  bench->add_option("--isa", bench_options.isa, "CPU kernels: amx (avx512 + AMX-INT8 tiles), avx512, avx2 or scalar (default: best)");
   bench->add_flag("--quick", bench_options.quick, "Fewer shapes, shorter timing");
   bench->add_option("--model", bench_options.model,
                     "Also benchmark this model's decode and prefill (group 'model'), as stored, q8_0 and q4_0");

@@ -224,12 +224,12 @@ Report run(const Options& options) {
   std::unique_ptr<Backend> backend = create_backend(options.backend, options.backend_options);
   Report report;
   Machine& mc = report.machine;
-  const cpu::Isa isa =
-      options.backend_options.isa.empty() ? cpu::best_isa() : cpu::parse_isa(options.backend_options.isa);
+  const cpu::CpuLevel level = cpu::parse_cpu_level(options.backend_options.isa);
+  const cpu::Isa isa = level.isa;
   ThreadPool pool(options.backend_options.threads > 0 ? options.backend_options.threads
                                                       : ThreadPool::default_thread_count());
   mc.threads = pool.size();
-  mc.isa = std::string(cpu::isa_name(isa));
+  mc.isa = std::string(cpu::level_name(level));
   mc.vendor = backend->description();
   mc.read_gbps = measure_read_gbps(*backend, pool, isa);
   mc.peak_gflops = measure_peak_gflops(*backend);

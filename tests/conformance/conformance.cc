@@ -13,6 +13,13 @@ std::vector<BackendVariant> backend_variants() {
       out.push_back(std::move(v));
       continue;
     }
+    // AMX tiles only change the packed int8 matmuls of 16 rows and more: one thread count.
+    if (cpu::amx_supported()) {
+      BackendOptions options;
+      options.isa = "amx";
+      options.threads = 3;
+      out.push_back({name, options, cat(name, "_amx_t3")});
+    }
     for (cpu::Isa isa : {cpu::Isa::kAvx512, cpu::Isa::kAvx2, cpu::Isa::kScalar}) {
       if (!cpu::isa_supported(isa)) continue;
       for (int threads : {1, 3}) {

@@ -474,10 +474,11 @@ TEST_P(BackendTest, LinearPackedChecksItsWeight) {
 }
 
 // The packed kernels of every ISA follow one recipe per element (linear_packed.cc), and the
-// activations quantize to the same bytes on every ISA: AVX-512, AVX2 and scalar agree bit for bit.
+// activations quantize to the same bytes on every ISA: AMX tiles, AVX-512, AVX2 and scalar agree
+// bit for bit (m = 69: four 16-row blocks on the tile unit and 5 rows on the vector tiles).
 TEST(LinearPacked, EveryIsaGivesTheSameBits) {
   std::vector<std::unique_ptr<Backend>> backends;
-  for (const char* isa : {"avx512", "avx2", "scalar"}) {
+  for (const char* isa : {"amx", "avx512", "avx2", "scalar"}) {
     BackendOptions o;
     o.isa = isa;
     o.threads = 2;
@@ -489,7 +490,7 @@ TEST(LinearPacked, EveryIsaGivesTheSameBits) {
   }
   ASSERT_FALSE(backends.empty());
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-    const int64_t m = 11, n = 37, k = 32 * 27;
+    const int64_t m = 69, n = 37, k = 32 * 27;
     const Weight w = random_weight(t, n, k, 800);
     const auto x = random_normal(m * k, 801);
     const auto bias = random_normal(n, 802);

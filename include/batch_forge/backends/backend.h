@@ -43,7 +43,8 @@ class Buffer {
 struct BackendOptions {
   int threads = 0;  // CPU threads; 0: ThreadPool::default_thread_count()
   KernelPreference kernels = KernelPreference::kAuto;
-  std::string isa;  // CPU only: "" (best available), "avx512", "avx2" or "scalar"
+  // CPU only: "" (best available), "amx" (avx512 plus AMX-INT8 tiles), "avx512", "avx2" or "scalar"
+  std::string isa;
   // Row-invariant kernels: each output row of a matmul is bit-identical whatever the other rows of
   // the call and their number (the continuous-batching scheduler needs a request's tokens not to
   // depend on its batch). Overrides `kernels` where the preferred kernel's sums depend on m.

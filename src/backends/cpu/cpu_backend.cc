@@ -60,10 +60,12 @@ std::string vendor_blas_name() {
              ")");
 }
 
-CpuBackend::CpuBackend(const BackendOptions& options)
-    : isa_(options.isa.empty() ? best_isa() : parse_isa(options.isa)) {
-  if (!isa_supported(isa_))
-    throw Error(ErrorCode::kUnsupported, "cpu", cat("this CPU does not support the ", isa_name(isa_), " kernels"));
+CpuBackend::CpuBackend(const BackendOptions& options) {
+  const CpuLevel level = parse_cpu_level(options.isa);
+  isa_ = level.isa;
+  amx_ = level.amx;
+  if (!isa_supported(isa_) || (amx_ && !amx_supported()))
+    throw Error(ErrorCode::kUnsupported, "cpu", cat("this CPU does not support the ", level_name(level), " kernels"));
   kernels_ = options.kernels;
   batch_invariant_ = options.batch_invariant;
   const int threads = options.threads > 0 ? options.threads : ThreadPool::default_thread_count();
@@ -80,7 +82,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::description() const {
-  return cat("cpu: ", isa_name(isa_), ", ", pool_->size(), " thread", pool_->size() == 1 ? "" : "s", ", kernels ",
+  return cat("cpu: ", level_name({isa_, amx_}), ", ", pool_->size(), " thread", pool_->size() == 1 ? "" : "s", ", kernels ",
              kernel_preference_name(kernels_), batch_invariant_ ? " (batch-invariant)" : "", ", ", vendor_blas_name());
 }
 

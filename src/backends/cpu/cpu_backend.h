@@ -38,9 +38,10 @@ class CpuBackend final : public Backend {
   void add(const AddArgs& args) override;
 
  private:
-  CpuContext ctx() const { return {pool_, isa_, kernels_, batch_invariant_}; }
+  CpuContext ctx() const { return {pool_, isa_, kernels_, batch_invariant_, amx_}; }
 
   Isa isa_;
+  bool amx_ = false;
   bool batch_invariant_ = false;
   std::unique_ptr<ThreadPool> own_pool_;  // only when options.threads differs from the global pool
   ThreadPool* pool_;

@@ -21,6 +21,7 @@ struct CpuContext {
   Isa isa;
   KernelPreference kernels;
   bool batch_invariant = false;  // BackendOptions::batch_invariant
+  bool amx = false;              // isa is kAvx512 and the AMX-INT8 tiles may be used
 };
 
 // linear.cc (and its per-dtype files): vendor OpenBLAS for f32 when preferred, own kernels for

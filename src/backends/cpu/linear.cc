@@ -96,7 +96,7 @@ std::string_view isa_label(Isa isa, bool int8) {
   return "scalar";
 }
 
-std::string kernel_name(Path path, Isa isa, DType t, int64_t m, bool fused_gemv) {
+std::string kernel_name(Path path, Isa isa, DType t, int64_t m, bool fused_gemv, bool amx) {
   const std::string_view type = dtype_name(t);
   const char* shape = m <= lin::kGemvMaxRows ? "gemv" : "gemm";
   switch (path) {
@@ -104,7 +104,8 @@ std::string kernel_name(Path path, Isa isa, DType t, int64_t m, bool fused_gemv)
     case Path::kBlasDequant: return cat(type, " dequant + openblas ", m == 1 ? "sgemv" : "sgemm");
     case Path::kGemvInt8: return cat(type, " gemv int8 ", isa_label(isa, true));
     case Path::kGemmInt8: return cat(type, " gemm int8 ", isa_label(isa, true));
-    case Path::kPackedInt8: return cat(type, " ", shape, " int8 ", isa_label(isa, true), " (packed)");
+    case Path::kPackedInt8:
+      return cat(type, " ", shape, " int8 ", amx && m >= lin::kAmxMinRows ? "amx" : isa_label(isa, true), " (packed)");
     case Path::kFloat:
       if (t == DType::kF32 || fused_gemv) return cat(type, " ", fused_gemv ? "gemv" : shape, " ", isa_label(isa, false));
       return cat(type, " ", shape, " f32 ", isa_label(isa, false), " (dequantized panels)");
@@ -153,7 +154,7 @@ bool use_fused_gemv(const CpuContext& ctx, DType t, int64_t m) {
 std::optional<KernelInfo> linear_kernel(const CpuContext& ctx, const OpDesc& desc) {
   if (desc.kind != OpKind::kLinear || !is_weight_type(desc.dtype)) return std::nullopt;
   const Path path = choose(ctx, desc.dtype, desc.m, desc.packed);
-  return KernelInfo{kernel_name(path, ctx.isa, desc.dtype, desc.m, use_fused_gemv(ctx, desc.dtype, desc.m)),
+  return KernelInfo{kernel_name(path, ctx.isa, desc.dtype, desc.m, use_fused_gemv(ctx, desc.dtype, desc.m), ctx.amx),
                     path == Path::kBlas || path == Path::kBlasDequant};
 }
 

@@ -154,6 +154,9 @@ class PackedLinear final : public PackedWeight {
 
 // Packs a validated q8_0 / q4_0 weight view (rows may lie further apart than k needs).
 std::shared_ptr<const PackedLinear> pack_q8_q4(const CpuContext& ctx, const ConstTensorView& weight);
+// With CpuContext::amx, calls of at least this many rows run their blocks of 16 rows on the AMX
+// tile unit (measurements in linear_packed.cc).
+inline constexpr int64_t kAmxMinRows = 64;
 // The activations' layout and correction the packed kernels of `isa` take.
 QLayoutSpec packed_layout(Isa isa, DType wtype);
 void packed_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& w, const QuantizedActs& acts);

@@ -284,6 +284,149 @@ BF_TARGET_AVX512 void tile_avx512(const Tile& t) {
   }
 }
 
+// ---- AMX-INT8 ----------------------------------------------------------------------------------
+
+// 16 activation rows × one group per call, on the tile unit. The group's codes are first unpacked
+// once (unpack_signed) into signed bytes, per block 8 rows of 64 bytes: row u holds dword u of the
+// block's 16 output rows — the B operand of TDPBSSD as it is, the packed layout's vectors with the
+// q8_0 offset removed and q4_0's nibbles split (low nibbles of dwords 0–3, then high) and
+// re-centred. The A operand is the 16 activation rows' 32 bytes of the block, loaded in place with
+// the activations' row stride; TDPBSSD gives the 16 × 16 exact int32 block sums Σ w · x_q, the
+// very integers the VNNI tiles reach through the correction. Those go through memory (a tile has
+// no register path to zmm) and fold as everywhere: acc = fma(float(s), dw · dx, acc), so AMX rows
+// have the bits of every other ISA's. Two blocks per step on two tile sets, so one block's fold
+// overlaps the next block's tile work.
+//
+// The fold is the price: per block and 16 × 16 outputs, 16 loads, conversions, multiplies and
+// FMAs, which on this project's Xeon (KVM, 2 cores) do not overlap the tile instructions — a
+// micro-benchmark of the loop ran 18 ns per block pair for the tile work alone, 27 ns for the
+// fold alone and 40–45 ns for both, in either program order. So the tile unit wins only where the
+// VNNI tiles' broadcasts and nibble unpacking cost more than the fold: measured (2 threads) q4_0
+// 4096² m = 128 in 4.7–4.8 ms against 5.6–5.8 ms, SmolLM2-135M's 512-token prefill 2–5 % faster,
+// but its 16-sequence decode batch 10 % slower (the codes are unpacked in a pass of their own for
+// only one row block). Hence kAmxMinRows (linear_internal.h).
+
+struct alignas(64) AmxConfig {  // the LDTILECFG operand, palette 1
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles: 0, 1 activations (16 rows × 32 bytes) of blocks b, b + 1; 2, 3 codes (8 × 64); 4, 5 sums
+// (16 × 16 int32).
+BF_TARGET_AMX void amx_configure() {
+  AmxConfig c;
+  for (int t : {0, 1}) c.rows[t] = 16, c.colsb[t] = 32;
+  for (int t : {2, 3}) c.rows[t] = 8, c.colsb[t] = 64;
+  for (int t : {4, 5}) c.rows[t] = 16, c.colsb[t] = 64;
+  // Not _tile_loadconfig: GCC 12's version names only the first 8 bytes of its operand as read,
+  // and the stores of the rest are then dropped as dead.
+  __asm__ volatile("ldtilecfg %0" : : "m"(c));
+}
+
+BF_TARGET_AMX void amx_release() { _tile_release(); }
+
+// One group's codes as signed bytes, nb × 512 bytes (layout above).
+template <bool kQ8>
+BF_TARGET_AMX void unpack_signed(const PackedLinear& w, const std::byte* group, std::byte* out) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80)), nibble = _mm512_set1_epi8(0x0F);
+  const __m512i eight = _mm512_set1_epi8(8);
+  for (int64_t b = 0; b < w.nb; ++b) {
+    const std::byte* codes = w.codes(group, b);
+    std::byte* dst = out + b * 512;
+    if constexpr (kQ8) {
+      for (int v = 0; v < 8; ++v)
+        _mm512_store_si512(dst + 64 * v, _mm512_xor_si512(_mm512_load_si512(codes + 64 * v), flip));
+    } else {
+      for (int v = 0; v < 4; ++v) {
+        const __m512i c = _mm512_load_si512(codes + 64 * v);
+        _mm512_store_si512(dst + 64 * v, _mm512_sub_epi8(_mm512_and_si512(c, nibble), eight));
+        _mm512_store_si512(dst + 64 * (v + 4),
+                           _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(c, 4), nibble), eight));
+      }
+    }
+  }
+}
+
+// Rows t.i0 … t.i0 + 15 of group t.g0, from the signed codes `codes` (unpack_signed). The caller
+// has configured the tiles.
+BF_TARGET_AMX void tile_amx(const Tile& t, const std::byte* codes) {
+  const PackedLinear& w = *t.w;
+  const QuantizedActs& a = *t.a;
+  const std::byte* group = w.group(t.g0);
+  const int8_t* x = a.q_row(t.i0);
+  const float* dx = a.dx_row(t.i0);
+  const int64_t lda = a.nb_padded * 32, ldd = a.nb_padded;
+  alignas(64) int32_t sums[2][2][16 * 16];  // [step parity][block of the step]
+  __m512 acc[16];
+  for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+  // Step s multiplies blocks 2s, 2s + 1 into sums[s % 2] and then folds step s − 1's, so the
+  // vector units fold while the tile unit multiplies (the tile registers are not renamed: a step's
+  // loads wait for the previous step's products).
+  const int64_t steps = (w.nb + 1) / 2;
+  for (int64_t st = 0; st <= steps; ++st) {
+    if (st < steps) {
+      const int64_t b = 2 * st;
+      int32_t* out = sums[st % 2][0];
+      _tile_loadd(0, x + 32 * b, lda);
+      _tile_loadd(2, codes + 512 * b, 64);
+      _tile_zero(4);
+      _tile_dpbssd(4, 0, 2);
+      if (b + 1 < w.nb) {
+        _tile_loadd(1, x + 32 * (b + 1), lda);
+        _tile_loadd(3, codes + 512 * (b + 1), 64);
+        _tile_zero(5);
+        _tile_dpbssd(5, 1, 3);
+      }
+      _tile_stored(4, out, 64);
+      if (b + 1 < w.nb) _tile_stored(5, out + 256, 64);
+    }
+    if (st > 0) {
+      const int64_t b = 2 * (st - 1);
+      for (int h = 0; h < 2 && b + h < w.nb; ++h) {
+        const int32_t* s = sums[(st - 1) % 2][h];
+        const __m512 dw =
+            _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w.scales(group, b + h))));
+        for (int r = 0; r < 16; ++r)
+          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s + 16 * r)),
+                                   _mm512_mul_ps(dw, _mm512_set1_ps(dx[r * ldd + b + h])), acc[r]);
+      }
+    }
+  }
+  const Problem& p = *t.p;
+  const int64_t j0 = t.g0 * kGroup, nr = std::min(kGroup, p.n - j0);
+  const __mmask16 valid = static_cast<__mmask16>((1u << nr) - 1);
+  const __m512 bias = p.bias ? _mm512_maskz_loadu_ps(valid, p.bias + j0) : _mm512_setzero_ps();
+  for (int r = 0; r < 16; ++r) {
+    float* y = p.y + (t.i0 + r) * p.ldy + j0;
+    _mm512_mask_storeu_ps(y, valid, p.bias ? _mm512_add_ps(acc[r], bias) : acc[r]);
+  }
+}
+
+// Rows [0, m16) of groups [g_begin, g_end) (m16 a multiple of 16). All the groups' codes are
+// unpacked first, then each 16-row tile of activations (in L1) meets every group in turn, the
+// unpacked codes streaming from L2 in order.
+void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts, int64_t m16, int64_t g_begin,
+              int64_t g_end) {
+  thread_local AlignedVector<std::byte> codes;  // per pool thread, kept between calls
+  const int64_t group_codes = w.nb * 512;
+  codes.resize(static_cast<size_t>((g_end - g_begin) * group_codes));
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    std::byte* out = codes.data() + (g - g_begin) * group_codes;
+    if (w.dtype == DType::kQ8_0)
+      unpack_signed<true>(w, w.group(g), out);
+    else
+      unpack_signed<false>(w, w.group(g), out);
+  }
+  amx_configure();
+  Tile t{&p, &w, &acts, 0, 0, false, nullptr};
+  for (t.i0 = 0; t.i0 < m16; t.i0 += 16)
+    for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) tile_amx(t, codes.data() + (t.g0 - g_begin) * group_codes);
+  amx_release();
+}
+
 // ---- dispatch ----------------------------------------------------------------------------------
 
 // The kernels of one ISA and weight type, [R − 1][G − 1] for tiles of R ≤ rows activation rows and
@@ -403,20 +546,25 @@ QLayoutSpec packed_layout(Isa isa, DType wtype) {
 void packed_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& w, const QuantizedActs& acts) {
   BF_CHECK(acts.layout == QLayout::kNatural && w.n == p.n && w.k == p.k && w.dtype == p.wtype, "packed_linear");
   const Kernels& kern = kernels_for(ctx.isa, w.dtype == DType::kQ8_0);
+  // With AMX and m ≥ kAmxMinRows the rows in whole blocks of 16 go to the tile unit, the rest to
+  // the vector tiles.
+  const int64_t m_amx = ctx.amx && p.m >= kAmxMinRows ? p.m / 16 * 16 : 0;
   // Rows in ⌈m / kern.rows⌉ tiles of nearly equal size (m = 8 on AVX-512: 4 + 4, not 6 + 2).
-  const int64_t row_tiles = (p.m + kern.rows - 1) / kern.rows;
+  const int64_t row_tiles = (p.m - m_amx + kern.rows - 1) / kern.rows;
   // Chunks of whole tiles (an odd chunk would run every last group as a one-group tile), as long
   // as stream_grain asks, for every m: one tile width per chunk (like the natural-layout GEMM's
   // 32-row panels) ran the 4096² q4_0 m = 128 GEMM in 8.3 and 8.9 ms against 5.8 and 7.4 ms.
   int64_t grain = stream_grain(w.group_bytes, w.groups, ctx.pool->size(), kern.groups);
   grain = (grain + kern.groups - 1) / kern.groups * kern.groups;
   ctx.pool->parallel_for(w.groups, grain, [&](int64_t g_begin, int64_t g_end) {
+    if (m_amx > 0) amx_rows(p, w, acts, m_amx, g_begin, g_end);
+    if (row_tiles == 0) return;
     thread_local AlignedVector<std::byte> scratch;  // per pool thread, kept between calls
     if (kern.scratch && row_tiles > 1) scratch.resize(static_cast<size_t>(w.nb * kern.groups * 512));
     Tile t{&p, &w, &acts, 0, 0, false, scratch.data()};
     for (t.g0 = g_begin; t.g0 < g_end; t.g0 += kern.groups) {
       const int64_t g = std::min<int64_t>(kern.groups, g_end - t.g0);
-      t.i0 = 0;
+      t.i0 = m_amx;
       for (int64_t tile = 0; tile < row_tiles; ++tile) {
         const int64_t rows = (p.m - t.i0) / (row_tiles - tile);
         t.prefetch = tile == 0;  // the first row tile streams the groups; the others find them in L1/L2
