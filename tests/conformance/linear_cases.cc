@@ -360,8 +360,9 @@ TEST_P(BackendTest, LinearPackedMatchesReference) {
     int64_t m, n;
     int k_index;
   };
-  constexpr Case kCases[] = {{1, 1, 0},  {1, 33, 3}, {2, 7, 1},   {3, 70, 2}, {5, 17, 0},
-                             {8, 45, 3}, {9, 31, 1}, {13, 16, 2}, {40, 50, 1}};
+  // m = 1, n = 90: a 4-group GEMV tile and a partial one; m = 69: AMX blocks and a vector tail.
+  constexpr Case kCases[] = {{1, 1, 0},  {1, 33, 3}, {1, 90, 2},   {2, 7, 1},   {3, 70, 2}, {5, 17, 0},
+                             {8, 45, 3}, {9, 31, 1}, {13, 16, 2}, {40, 50, 1}, {69, 37, 3}};
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
     for (const Case& c : kCases) {
       const int64_t k = lengths(t)[c.k_index];
