@@ -63,11 +63,24 @@ void validate(const UnaryArgs& a) {
   checks::same_or_disjoint("unary", "y", a.y, "x", a.x);
 }
 
+// Contiguous, or [rows, width] with dense rows (silu_mul's views).
+template <typename Byte>
+void check_flat_or_rows(std::string_view op, std::string_view name, const BasicTensorView<Byte>& t) {
+  checks::f32(op, name, t);
+  checks::has_data(op, name, t);
+  if (t.is_contiguous()) return;
+  if (t.shape.rank() != 2)
+    checks::fail(op, cat(name, " must be contiguous or [rows, width] with rows apart, got strides ",
+                         t.strides.to_string(), " for shape ", t.shape.to_string()));
+  checks::rows_dense(op, name, t);
+}
+
 void validate(const SiluMulArgs& a) {
-  check_flat_in("silu_mul", "gate", a.gate);
-  check_flat_in("silu_mul", "up", a.up);
+  check_flat_or_rows("silu_mul", "gate", a.gate);
+  check_flat_or_rows("silu_mul", "up", a.up);
   checks::same_shape("silu_mul", "up", a.up, "gate", a.gate);
-  check_flat_out("silu_mul", a.y, "gate", a.gate);
+  check_flat_or_rows("silu_mul", "y", a.y);
+  checks::same_shape("silu_mul", "y", a.y, "gate", a.gate);
   checks::same_or_disjoint("silu_mul", "y", a.y, "gate", a.gate);
   checks::same_or_disjoint("silu_mul", "y", a.y, "up", a.up);
 }
@@ -103,11 +116,16 @@ void unary(const UnaryArgs& a) {
 
 void silu_mul(const SiluMulArgs& a) {
   validate(a);
-  const float* gate = f32_data(a.gate);
-  const float* up = f32_data(a.up);
-  float* y = f32_data(a.y);
-  const int64_t n = a.gate.numel();
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(silu(gate[i]) * up[i]);
+  // Rows of `width` elements, each view's rows `ld` apart (a contiguous view: one row of all).
+  const bool rows = a.gate.shape.rank() == 2;
+  const int64_t n_rows = rows ? a.gate.shape[0] : 1, width = rows ? a.gate.shape[1] : a.gate.numel();
+  const int64_t lg = rows ? a.gate.strides[0] : 0, lu = rows ? a.up.strides[0] : 0, ly = rows ? a.y.strides[0] : 0;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* gate = f32_data(a.gate) + r * lg;
+    const float* up = f32_data(a.up) + r * lu;
+    float* y = f32_data(a.y) + r * ly;
+    for (int64_t i = 0; i < width; ++i) y[i] = static_cast<float>(silu(gate[i]) * up[i]);
+  }
 }
 
 void add(const AddArgs& a) {

@@ -132,6 +132,64 @@ TEST_P(BackendTest, SiluMulMatchesReference) {
   }
 }
 
+// The two halves of a fused gate|up output read in place ([rows, width], rows 2·width apart):
+// the reference's values, and each row the bits of the same row computed from contiguous copies.
+TEST_P(BackendTest, SiluMulReadsRowsApart) {
+  for (const int64_t width : {int64_t{1}, int64_t{13}, int64_t{1536}}) {
+    const int64_t rows = 37;
+    const auto gu = random_normal(static_cast<size_t>(rows * 2 * width), 700 + width, 3.0f);
+    auto rows_apart = [&](const float* p) {
+      ConstTensorView v;
+      v.data = reinterpret_cast<const std::byte*>(p);
+      v.shape = Shape{rows, width};
+      v.strides = Shape{2 * width, 1};
+      return v;
+    };
+    const Shape shape{rows, width};
+    SiluMulArgs a;
+    a.gate = rows_apart(gu.data());
+    a.up = rows_apart(gu.data() + width);
+    std::vector<float> want(static_cast<size_t>(rows * width));
+    a.y = view_of(want, shape);
+    ops::ref::silu_mul(a);
+    check_op(
+        backend(), GetParam(),
+        [&](Backend& b, std::vector<float>& out) {
+          SiluMulArgs c = a;
+          c.y = view_of(out, shape);
+          b.silu_mul(c);
+        },
+        want, {1e-30, 1e-6}, cat("silu_mul over rows of ", width, " apart"));
+    std::vector<float> gate(want.size()), up(want.size()), apart(want.size()), packed(want.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < width; ++j) {
+        gate[r * width + j] = gu[r * 2 * width + j];
+        up[r * width + j] = gu[r * 2 * width + width + j];
+      }
+    a.y = view_of(apart, shape);
+    backend().silu_mul(a);
+    backend().silu_mul({const_view_of(gate, shape), const_view_of(up, shape), view_of(packed, shape)});
+    EXPECT_TRUE(bitwise_equal(apart, packed)) << "silu_mul over rows of " << width << " apart";
+  }
+}
+
+// A view that is neither contiguous nor [rows, width] with rows apart is refused by name.
+TEST_P(BackendTest, SiluMulRejectsScatteredViews) {
+  std::vector<float> buf(64, 1.0f), up(16, 1.0f), out(16);
+  ConstTensorView cols;  // every other element: stride 2 along the row
+  cols.data = reinterpret_cast<const std::byte*>(buf.data());
+  cols.shape = Shape{4, 4};
+  cols.strides = Shape{16, 2};
+  SiluMulArgs a{cols, const_view_of(up, Shape{4, 4}), view_of(out, Shape{4, 4})};
+  try {
+    backend().silu_mul(a);
+    ADD_FAILURE() << "a view with stride 2 along its rows was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(e.message().find("gate must have stride 1 in its last dim"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(BackendTest, AddIsExactAndRunsInPlace) {
   for (const size_t n : {size_t{1}, size_t{31}, size_t{4096 * 16 + 3}}) {
     auto x = random_normal(n, 700 + n, 1.0f);

@@ -150,10 +150,10 @@ TEST_P(BackendTest, ElementwiseOpsRejectBadArguments) {
 
   SiluMulArgs sm2;
   sm2.gate = const_view_of(x, Shape{6, 8});
-  sm2.gate.strides = Shape{1, 6};  // transposed: not contiguous
+  sm2.gate.strides = Shape{1, 6};  // transposed: neither contiguous nor rows apart
   sm2.up = const_view_of(x, Shape{6, 8});
   sm2.y = view_of(y, Shape{6, 8});
-  EXPECT_TRUE(rejects([&] { b.silu_mul(sm2); }, "silu_mul", "gate must be contiguous"));
+  EXPECT_TRUE(rejects([&] { b.silu_mul(sm2); }, "silu_mul", "gate must have stride 1 in its last dim"));
 
   const ConstTensorView table = const_view_of(x, Shape{8, 6});
   std::vector<int32_t> ids = {1, 7, 8, 2};

@@ -49,10 +49,12 @@ struct UnaryArgs {
 };
 
 // SwiGLU gate: y = silu(gate) · up.
+// y = silu(gate) · up. Each view is contiguous, or [rows, width] with rows apart (stride 1 along
+// width; e.g. the two halves of a fused gate|up matmul's output, read in place).
 struct SiluMulArgs {
-  ConstTensorView gate;  // contiguous f32
+  ConstTensorView gate;  // f32
   ConstTensorView up;    // same shape
-  TensorView y;          // same shape (may alias either)
+  TensorView y;          // same shape (may be the same view as either)
 };
 
 struct SoftmaxArgs {

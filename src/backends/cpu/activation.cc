@@ -25,8 +25,19 @@ void silu_mul(const CpuContext& ctx, const SiluMulArgs& a) {
   const float* gate = f32_data(a.gate);
   const float* up = f32_data(a.up);
   float* y = f32_data(a.y);
-  parallel_flat(*ctx.pool, a.gate.numel(),
-                [&](int64_t begin, int64_t end) { fn(gate + begin, up + begin, y + begin, end - begin); });
+  if (a.gate.is_contiguous() && a.up.is_contiguous() && a.y.is_contiguous()) {
+    parallel_flat(*ctx.pool, a.gate.numel(),
+                  [&](int64_t begin, int64_t end) { fn(gate + begin, up + begin, y + begin, end - begin); });
+    return;
+  }
+  // [rows, width] with rows apart: whole rows per chunk (the function is element-wise, so the
+  // split does not change a bit).
+  const int64_t rows = a.gate.shape[0], width = a.gate.shape[1];
+  const int64_t lg = a.gate.strides[0], lu = a.up.strides[0], ly = a.y.strides[0];
+  ctx.pool->parallel_for(rows, rows_per_chunk(width),
+                         [&](int64_t r0, int64_t r1) {
+                           for (int64_t r = r0; r < r1; ++r) fn(gate + r * lg, up + r * lu, y + r * ly, width);
+                         });
 }
 
 void add(const CpuContext& ctx, const AddArgs& a) {

@@ -41,6 +41,16 @@ TensorView view(float* p, std::initializer_list<int64_t> dims) {
                                 DType::kF32, s);
 }
 
+// [rows, width] f32 with rows `ld` floats apart (columns of a wider matrix).
+ConstTensorView row_view(const float* p, int64_t rows, int64_t width, int64_t ld) {
+  ConstTensorView v;
+  v.data = reinterpret_cast<const std::byte*>(p);
+  v.dtype = DType::kF32;
+  v.shape = Shape{rows, width};
+  v.strides = Shape{ld, 1};
+  return v;
+}
+
 class Model final : public LanguageModel {
  public:
   Model(const ModelFile& file, Backend& backend, const LoadOptions& options)
@@ -216,15 +226,16 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
     norm(w.mlp_norm, x, rows, h);
     if (c.mlp == MlpKind::kSwiGlu) {
-      if (w.gate_up.weight.data) {
+      if (w.gate_up.weight.data) {  // silu_mul reads the two halves of each row in place
         float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
         linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
-        split_columns(gu, rows, {{gate, ffn}, {up, ffn}});
+        backend_.silu_mul({row_view(gu, rows, ffn, 2 * ffn), row_view(gu + ffn, rows, ffn, 2 * ffn),
+                           view(up, {rows, ffn})});
       } else {
         linear(w.gate, h, rows, dim, gate, ffn);
         linear(w.up, h, rows, dim, up, ffn);
+        backend_.silu_mul({cview(gate, {rows, ffn}), cview(up, {rows, ffn}), view(up, {rows, ffn})});
       }
-      backend_.silu_mul({cview(gate, {rows, ffn}), cview(up, {rows, ffn}), view(up, {rows, ffn})});
     } else {
       linear(w.up, h, rows, dim, up, ffn);
       backend_.unary({UnaryOp::kGeluTanh, cview(up, {rows, ffn}), view(up, {rows, ffn})});
