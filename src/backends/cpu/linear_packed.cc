@@ -339,6 +339,8 @@ BF_TARGET_AMX void unpack_signed(const PackedLinear& w, const std::byte* group, 
   for (int64_t b = 0; b < w.nb; ++b) {
     const std::byte* codes = w.codes(group, b);
     std::byte* dst = out + b * 512;
+    if (b % 2 == 0)  // the only pass that streams the weight from memory: keep misses in flight
+      for (int64_t l = 0; l < w.pair_bytes; l += 64) prefetch_ahead(w.scales(group, b) + l);
     if constexpr (kQ8) {
       for (int v = 0; v < 8; ++v)
         _mm512_store_si512(dst + 64 * v, _mm512_xor_si512(_mm512_load_si512(codes + 64 * v), flip));

@@ -41,6 +41,15 @@ TensorView view(float* p, std::initializer_list<int64_t> dims) {
                                 DType::kF32, s);
 }
 
+// [rows, heads, head_dim] f32 with rows `ld` floats apart (columns of a wider matrix).
+TensorView heads_view(float* p, int64_t rows, int64_t heads, int64_t head_dim, int64_t ld) {
+  TensorView v;
+  v.data = reinterpret_cast<std::byte*>(p);
+  v.dtype = DType::kF32;
+  v.shape = Shape{rows, heads, head_dim};
+  v.strides = Shape{ld, head_dim, 1};
+  return v;
+}
 // [rows, width] f32 with rows `ld` floats apart (columns of a wider matrix).
 ConstTensorView row_view(const float* p, int64_t rows, int64_t width, int64_t ld) {
   ConstTensorView v;
@@ -97,17 +106,6 @@ class Model final : public LanguageModel {
     }
   }
   // [rows, Σ width] → one [rows, width] buffer per part.
-  static void split_columns(const float* src, int64_t rows, std::initializer_list<std::pair<float*, int64_t>> parts) {
-    int64_t total = 0;
-    for (const auto& [dst, width] : parts) total += width;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = src + r * total;
-      for (const auto& [dst, width] : parts) {
-        std::memcpy(dst + r * width, row, static_cast<size_t>(width) * sizeof(float));
-        row += width;
-      }
-    }
-  }
   void add_into(float* x, const float* d, int64_t n) { backend_.add({cview(x, {n}), cview(d, {n}), view(x, {n})}); }
 
   Config config_;
@@ -172,9 +170,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
   float* x = scratch_.get(backend_, 0, rows * dim);      // [rows, dim] residual stream
   float* h = scratch_.get(backend_, 1, rows * dim);      // [rows, dim] normed / branch output
-  float* q = scratch_.get(backend_, 2, rows * nq);       // [rows, n_heads, head_dim]
-  float* k = scratch_.get(backend_, 3, rows * nkv);      // [rows, n_kv_heads, head_dim]
-  float* v = scratch_.get(backend_, 4, rows * nkv);      // [rows, n_kv_heads, head_dim]
+  float *q = nullptr, *k = nullptr, *v = nullptr;        // [rows, heads, head_dim], set per layer
   float* att = scratch_.get(backend_, 5, rows * nq);     // [rows, n_heads, head_dim]
   float* gate = scratch_.get(backend_, 6, rows * ffn);   // [rows, hidden]
   float* up = scratch_.get(backend_, 7, rows * ffn);     // [rows, hidden]
@@ -187,18 +183,24 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     norm(w.attn_norm, x, rows, h);
-    if (w.qkv.weight.data) {  // one matmul, then each row's q | k | v columns apart
-      float* qkv = scratch_.get(backend_, 9, rows * (nq + 2 * nkv));  // [rows, q + 2·kv]
+    // q, k, v: rows `ld` floats apart — the columns of one fused matmul's output, read in place by
+    // RoPE, the K/V copy and attention, or three matmuls' own outputs.
+    int64_t ld_q = nq, ld_kv = nkv;
+    if (w.qkv.weight.data) {
+      float* qkv = scratch_.get(backend_, 9, rows * (nq + 2 * nkv));  // [rows, q | k | v]
       linear(w.qkv, h, rows, dim, qkv, nq + 2 * nkv);
-      split_columns(qkv, rows, {{q, nq}, {k, nkv}, {v, nkv}});
+      q = qkv, k = qkv + nq, v = qkv + nq + nkv;
+      ld_q = ld_kv = nq + 2 * nkv;
     } else {
+      q = scratch_.get(backend_, 2, rows * nq), k = scratch_.get(backend_, 3, rows * nkv);
+      v = scratch_.get(backend_, 4, rows * nkv);
       linear(w.query, h, rows, dim, q, nq);
       linear(w.key, h, rows, dim, k, nkv);
       linear(w.value, h, rows, dim, v, nkv);
     }
     const auto theta = static_cast<float>(c.rope_theta);
-    backend_.rope({view(q, {rows, c.n_heads, hd}), positions_.data(), theta});
-    backend_.rope({view(k, {rows, c.n_kv_heads, hd}), positions_.data(), theta});
+    backend_.rope({heads_view(q, rows, c.n_heads, hd, ld_q), positions_.data(), theta});
+    backend_.rope({heads_view(k, rows, c.n_kv_heads, hd, ld_kv), positions_.data(), theta});
 
     // K/V of each new token into its slot: page pages[pos / page_size], row pos % page_size.
     // The pool is host memory on the CPU backend; a device backend will need a copy op here.
@@ -208,12 +210,13 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
       for (int64_t j = 0; j < s.q_len; ++j) {
         const int64_t pos = s.kv_len - s.q_len + j, r = s.q_begin + j;
         const int64_t at = (s.pages[static_cast<size_t>(pos / page)] * page + pos % page) * nkv;
-        std::memcpy(k_pool + at, k + r * nkv, static_cast<size_t>(nkv) * sizeof(float));
-        std::memcpy(v_pool + at, v + r * nkv, static_cast<size_t>(nkv) * sizeof(float));
+        std::memcpy(k_pool + at, k + r * ld_kv, static_cast<size_t>(nkv) * sizeof(float));
+        std::memcpy(v_pool + at, v + r * ld_kv, static_cast<size_t>(nkv) * sizeof(float));
       }
     }
     AttentionArgs a;
-    a.q = cview(q, {rows, c.n_heads, hd});
+    const TensorView qv = heads_view(q, rows, c.n_heads, hd, ld_q);
+    a.q = ConstTensorView{qv.data, qv.dtype, qv.shape, qv.strides};
     a.kv.k = cview(k_pool, {n_pages, page, c.n_kv_heads, hd});
     a.kv.v = cview(v_pool, {n_pages, page, c.n_kv_heads, hd});
     a.seqs = attn_seqs_;
