@@ -410,25 +410,27 @@ BF_TARGET_AMX void tile_amx(const Tile& t, const std::byte* codes) {
   }
 }
 
-// Rows [0, m16) of groups [g_begin, g_end) (m16 a multiple of 16). All the groups' codes are
-// unpacked first, then each 16-row tile of activations (in L1) meets every group in turn, the
-// unpacked codes streaming from L2 in order.
+// Rows [0, m16) of groups [g_begin, g_end) (m16 a multiple of 16). The first 16-row tile
+// unpacks each group's codes as it reaches it (the weight's one pass from memory, overlapped with
+// that tile's products); every later 16-row tile of activations (in L1) meets all the groups in
+// turn, their unpacked codes streaming from L2 in order.
 void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts, int64_t m16, int64_t g_begin,
               int64_t g_end) {
   thread_local AlignedVector<std::byte> codes;  // per pool thread, kept between calls
   const int64_t group_codes = w.nb * 512;
   codes.resize(static_cast<size_t>((g_end - g_begin) * group_codes));
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    std::byte* out = codes.data() + (g - g_begin) * group_codes;
-    if (w.dtype == DType::kQ8_0)
-      unpack_signed<true>(w, w.group(g), out);
-    else
-      unpack_signed<false>(w, w.group(g), out);
-  }
+  auto group_codes_of = [&](int64_t g) { return codes.data() + (g - g_begin) * group_codes; };
   amx_configure();
   Tile t{&p, &w, &acts, 0, 0, false, nullptr};
-  for (t.i0 = 0; t.i0 < m16; t.i0 += 16)
-    for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) tile_amx(t, codes.data() + (t.g0 - g_begin) * group_codes);
+  for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) {
+    if (w.dtype == DType::kQ8_0)
+      unpack_signed<true>(w, w.group(t.g0), group_codes_of(t.g0));
+    else
+      unpack_signed<false>(w, w.group(t.g0), group_codes_of(t.g0));
+    tile_amx(t, group_codes_of(t.g0));
+  }
+  for (t.i0 = 16; t.i0 < m16; t.i0 += 16)
+    for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) tile_amx(t, group_codes_of(t.g0));
   amx_release();
 }
 
