@@ -41,24 +41,16 @@ TensorView view(float* p, std::initializer_list<int64_t> dims) {
                                 DType::kF32, s);
 }
 
-// [rows, heads, head_dim] f32 with rows `ld` floats apart (columns of a wider matrix).
-TensorView heads_view(float* p, int64_t rows, int64_t heads, int64_t head_dim, int64_t ld) {
+// f32 with explicit strides, in floats (columns of a wider matrix: rows `ld` floats apart).
+TensorView strided(float* p, Shape shape, Shape strides) {
   TensorView v;
   v.data = reinterpret_cast<std::byte*>(p);
   v.dtype = DType::kF32;
-  v.shape = Shape{rows, heads, head_dim};
-  v.strides = Shape{ld, head_dim, 1};
+  v.shape = shape;
+  v.strides = strides;
   return v;
 }
-// [rows, width] f32 with rows `ld` floats apart (columns of a wider matrix).
-ConstTensorView row_view(const float* p, int64_t rows, int64_t width, int64_t ld) {
-  ConstTensorView v;
-  v.data = reinterpret_cast<const std::byte*>(p);
-  v.dtype = DType::kF32;
-  v.shape = Shape{rows, width};
-  v.strides = Shape{ld, 1};
-  return v;
-}
+ConstTensorView readonly(const TensorView& v) { return {v.data, v.dtype, v.shape, v.strides}; }
 
 class Model final : public LanguageModel {
  public:
@@ -105,7 +97,6 @@ class Model final : public LanguageModel {
       backend_.layer_norm({cview(x, {m, config_.dim}), w.weight, w.bias, eps, view(y, {m, config_.dim})});
     }
   }
-  // [rows, Σ width] → one [rows, width] buffer per part.
   void add_into(float* x, const float* d, int64_t n) { backend_.add({cview(x, {n}), cview(d, {n}), view(x, {n})}); }
 
   Config config_;
@@ -172,7 +163,6 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
   float* h = scratch_.get(backend_, 1, rows * dim);      // [rows, dim] normed / branch output
   float *q = nullptr, *k = nullptr, *v = nullptr;        // [rows, heads, head_dim], set per layer
   float* att = scratch_.get(backend_, 5, rows * nq);     // [rows, n_heads, head_dim]
-  float* gate = scratch_.get(backend_, 6, rows * ffn);   // [rows, hidden]
   float* up = scratch_.get(backend_, 7, rows * ffn);     // [rows, hidden]
   float* last = scratch_.get(backend_, 8, n_out * dim);  // [n_out, dim] rows whose logits are wanted
 
@@ -199,8 +189,9 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
       linear(w.value, h, rows, dim, v, nkv);
     }
     const auto theta = static_cast<float>(c.rope_theta);
-    backend_.rope({heads_view(q, rows, c.n_heads, hd, ld_q), positions_.data(), theta});
-    backend_.rope({heads_view(k, rows, c.n_kv_heads, hd, ld_kv), positions_.data(), theta});
+    const TensorView qv = strided(q, {rows, c.n_heads, hd}, {ld_q, hd, 1});
+    backend_.rope({qv, positions_.data(), theta});
+    backend_.rope({strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}), positions_.data(), theta});
 
     // K/V of each new token into its slot: page pages[pos / page_size], row pos % page_size.
     // The pool is host memory on the CPU backend; a device backend will need a copy op here.
@@ -215,8 +206,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
       }
     }
     AttentionArgs a;
-    const TensorView qv = heads_view(q, rows, c.n_heads, hd, ld_q);
-    a.q = ConstTensorView{qv.data, qv.dtype, qv.shape, qv.strides};
+    a.q = readonly(qv);
     a.kv.k = cview(k_pool, {n_pages, page, c.n_kv_heads, hd});
     a.kv.v = cview(v_pool, {n_pages, page, c.n_kv_heads, hd});
     a.seqs = attn_seqs_;
@@ -232,9 +222,10 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
       if (w.gate_up.weight.data) {  // silu_mul reads the two halves of each row in place
         float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
         linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
-        backend_.silu_mul({row_view(gu, rows, ffn, 2 * ffn), row_view(gu + ffn, rows, ffn, 2 * ffn),
-                           view(up, {rows, ffn})});
+        backend_.silu_mul({readonly(strided(gu, {rows, ffn}, {2 * ffn, 1})),
+                           readonly(strided(gu + ffn, {rows, ffn}, {2 * ffn, 1})), view(up, {rows, ffn})});
       } else {
+        float* gate = scratch_.get(backend_, 6, rows * ffn);  // [rows, hidden]
         linear(w.gate, h, rows, dim, gate, ffn);
         linear(w.up, h, rows, dim, up, ffn);
         backend_.silu_mul({cview(gate, {rows, ffn}), cview(up, {rows, ffn}), view(up, {rows, ffn})});
