@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "backends/cpu/host_memory.h"
 #include "batch_forge/core/error.h"
 #include "batch_forge/core/log.h"
 #include "ops/reference.h"
@@ -21,15 +22,22 @@ namespace {
 
 constexpr size_t kBufferAlignment = 64;
 
+// Buffers of at least a huge page live in huge-page mappings (host_memory.h): weights copied at
+// load, the KV pool, a prefill's activations. Smaller ones come from the heap.
 class HostBuffer final : public Buffer {
  public:
   explicit HostBuffer(size_t bytes) : size_(bytes) {
+    if (bytes >= kHugePageBytes) {
+      mapped_ = HostMemory(bytes);
+      data_ = mapped_.data();
+      return;
+    }
     if (bytes == 0) return;
     data_ = static_cast<std::byte*>(::operator new(bytes, std::align_val_t{kBufferAlignment}, std::nothrow));
     if (!data_) throw Error(ErrorCode::kIo, "cpu", cat("cannot allocate ", bytes, " bytes of host memory"));
   }
   ~HostBuffer() override {
-    if (data_) ::operator delete(data_, std::align_val_t{kBufferAlignment});
+    if (data_ && !mapped_.data()) ::operator delete(data_, std::align_val_t{kBufferAlignment});
   }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
@@ -38,6 +46,7 @@ class HostBuffer final : public Buffer {
   size_t size() const override { return size_; }
 
  private:
+  HostMemory mapped_;
   std::byte* data_ = nullptr;
   size_t size_;
 };

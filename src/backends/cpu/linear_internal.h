@@ -23,6 +23,7 @@
 #include <new>
 #include <vector>
 
+#include "backends/cpu/host_memory.h"
 #include "backends/cpu/kernels.h"
 #include "batch_forge/backends/backend.h"
 #include "batch_forge/core/dtype.h"
@@ -149,7 +150,7 @@ class PackedLinear final : public PackedWeight {
   int64_t code_bytes;             // one block's codes for 16 rows: 512 (q8_0) or 256 (q4_0)
   int64_t pair_bytes;             // two blocks: 64 bytes of scales + 2 · code_bytes
   int64_t group_bytes;            // ⌈nb / 2⌉ pairs
-  AlignedVector<std::byte> data;  // [groups, group_bytes], zero where rows or blocks are padding
+  HostMemory data;  // [groups, group_bytes], zero where rows or blocks are padding; in huge pages
 };
 
 // Packs a validated q8_0 / q4_0 weight view (rows may lie further apart than k needs).
