@@ -118,10 +118,12 @@ void run_shape(Context& ctx, std::vector<Record>& records, const AttentionShape&
     const std::optional<KernelInfo> info = ctx.backend.supports_op(desc);
     if (!info) continue;
     size_t call = 0;
-    const double seconds = time_per_call([&] {
-      ctx.backend.attention(problem.args(call++));
-      ctx.backend.synchronize();
-    });
+    const double seconds = time_per_call(
+        [&] {
+          ctx.backend.attention(problem.args(call++));
+          ctx.backend.synchronize();
+        },
+        0.2, copies);
     records.push_back({"attention", shape, "f32", info->name, info->vendor, seconds, flops, bytes});
   }
   ctx.backend.set_kernel_preference(previous);

@@ -60,7 +60,14 @@ bool register_group(const char* name, Group group);
 // Runs `fn` repeatedly: warms up, then times batches until at least `min_seconds` have passed (and
 // at least 3 batches), and returns the median seconds per call. Call backend.synchronize() inside
 // fn when the backend is asynchronous.
-double time_per_call(const std::function<void()>& fn, double min_seconds = 0.2);
+// `rotation`: how many calls one pass over the operand copies takes (copies_for_dram); the warm-up
+// makes at least that many, so every copy has been read once before timing starts. On this
+// project's VM the first read of memory that has sat idle for a while runs at half speed or less
+// (a q4_0 4096² GEMV over 1.9 GB of copies: 1.0–1.7 ms per call in the first pass, 0.43–0.49 ms in
+// every later one, whether the copies were written a moment or 8 s before), while a served model
+// reads its weights every step; without the pass the 0.2 s timed here was mostly that first pass.
+// The pass stops after 1 s: calls that slow (attention prefill at 4096 tokens) are compute bound.
+double time_per_call(const std::function<void()>& fn, double min_seconds = 0.2, int rotation = 0);
 
 // Enough copies of a `bytes`-sized operand that cycling through them streams from DRAM rather than
 // from the last-level cache (working set ≥ 4 × L3, at least 2 copies).

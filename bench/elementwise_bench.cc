@@ -40,9 +40,9 @@ TensorView f32(std::byte* p, size_t bytes, const Shape& shape) {
   return TensorView::contiguous({p, bytes}, DType::kF32, shape);
 }
 
-// Times `call(i)` (the i-th call: operands at copy i) and appends a record.
+// Times `call(i)` (the i-th call: operands at copy i of `copies`) and appends a record.
 void measure(Context& ctx, std::vector<Record>& out, OpKind kind, const std::string& shape, double flops, double bytes,
-             const std::function<void(size_t)>& call) {
+             int copies, const std::function<void(size_t)>& call) {
   const auto info = ctx.backend.supports_op({kind, DType::kF32});
   if (!info) return;
   size_t i = 0;
@@ -57,7 +57,7 @@ void measure(Context& ctx, std::vector<Record>& out, OpKind kind, const std::str
         call(i++);
         ctx.backend.synchronize();
       },
-      ctx.quick ? 0.05 : 0.2);
+      ctx.quick ? 0.05 : 0.2, copies);
   r.flops = flops;
   r.bytes = bytes;
   out.push_back(std::move(r));
@@ -70,7 +70,7 @@ void bench_rms_norm(Context& ctx, std::vector<Record>& out, int64_t rows, int64_
   const Operand w = make_operand(ctx.backend, static_cast<size_t>(dim) * 4, 1, 3);  // [dim]: one copy, it stays cached
   RmsNormArgs a;
   a.weight = const_f32(w.at(0), w.bytes, Shape{dim});
-  measure(ctx, out, OpKind::kRmsNorm, cat("rows=", rows, " dim=", dim), 4.0 * rows * dim, 2.0 * bytes, [&](size_t i) {
+  measure(ctx, out, OpKind::kRmsNorm, cat("rows=", rows, " dim=", dim), 4.0 * rows * dim, 2.0 * bytes, copies, [&](size_t i) {
     a.x = const_f32(x.at(i), bytes, Shape{rows, dim});
     a.y = f32(y.at(i), bytes, Shape{rows, dim});
     ctx.backend.rms_norm(a);
@@ -82,7 +82,7 @@ void bench_softmax(Context& ctx, std::vector<Record>& out, int64_t rows, int64_t
   const int copies = copies_for_dram(2 * bytes);
   const Operand x = make_operand(ctx.backend, bytes, copies, 4), y = make_operand(ctx.backend, bytes, copies, 5);
   SoftmaxArgs a;
-  measure(ctx, out, OpKind::kSoftmax, cat("rows=", rows, " dim=", dim), 5.0 * rows * dim, 2.0 * bytes, [&](size_t i) {
+  measure(ctx, out, OpKind::kSoftmax, cat("rows=", rows, " dim=", dim), 5.0 * rows * dim, 2.0 * bytes, copies, [&](size_t i) {
     a.x = const_f32(x.at(i), bytes, Shape{rows, dim});
     a.y = f32(y.at(i), bytes, Shape{rows, dim});
     ctx.backend.softmax(a);
@@ -91,14 +91,15 @@ void bench_softmax(Context& ctx, std::vector<Record>& out, int64_t rows, int64_t
 
 void bench_rope(Context& ctx, std::vector<Record>& out, int64_t rows, int64_t heads, int64_t head_dim) {
   const size_t bytes = static_cast<size_t>(rows * heads * head_dim) * 4;
-  const Operand x = make_operand(ctx.backend, bytes, copies_for_dram(bytes), 6);  // rotated in place: one operand
+  const int copies = copies_for_dram(bytes);
+  const Operand x = make_operand(ctx.backend, bytes, copies, 6);  // rotated in place: one operand
   std::vector<int32_t> positions(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) positions[static_cast<size_t>(r)] = static_cast<int32_t>(1000 + r);
   RopeArgs a;
   a.positions = positions.data();
   // Per pair of elements 4 multiplies and 2 adds; per row and frequency a multiply and a sincos.
   const double flops = 3.0 * rows * heads * head_dim + 2.0 * rows * head_dim / 2;
-  measure(ctx, out, OpKind::kRope, cat("rows=", rows, " heads=", heads, " hd=", head_dim), flops, 2.0 * bytes,
+  measure(ctx, out, OpKind::kRope, cat("rows=", rows, " heads=", heads, " hd=", head_dim), flops, 2.0 * bytes, copies,
           [&](size_t i) {
             a.x = f32(x.at(i), bytes, Shape{rows, heads, head_dim});
             ctx.backend.rope(a);
@@ -112,7 +113,7 @@ void bench_silu_mul(Context& ctx, std::vector<Record>& out, int64_t rows, int64_
                 y = make_operand(ctx.backend, bytes, copies, 9);
   SiluMulArgs a;
   // Per element: |x|, exp, 1 + e, select, divide, two multiplies.
-  measure(ctx, out, OpKind::kSiluMul, cat("rows=", rows, " dim=", dim), 7.0 * rows * dim, 3.0 * bytes, [&](size_t i) {
+  measure(ctx, out, OpKind::kSiluMul, cat("rows=", rows, " dim=", dim), 7.0 * rows * dim, 3.0 * bytes, copies, [&](size_t i) {
     a.gate = const_f32(gate.at(i), bytes, Shape{rows, dim});
     a.up = const_f32(up.at(i), bytes, Shape{rows, dim});
     a.y = f32(y.at(i), bytes, Shape{rows, dim});

@@ -122,7 +122,7 @@ void measure(Context& ctx, std::vector<Record>& out, const WeightSet& w, int64_t
         backend.linear(args);
         backend.synchronize();
       },
-      ctx.quick ? 0.1 : 0.2);
+      ctx.quick ? 0.1 : 0.2, static_cast<int>(w.copies.size()));
   r.flops = 2.0 * static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(w.k);
   r.bytes = static_cast<double>(w.bytes) + static_cast<double>(m * w.k) * 4;
   out.push_back(std::move(r));
