@@ -72,7 +72,9 @@ void validate(const LinearArgs& a) {
   // Strides of a block type count blocks along k (ConstTensorView::contiguous).
   if (w.strides.rank() != 2 || w.strides[1] != 1 || w.strides[0] < k / block)
     fail(cat("weight rows must be contiguous (strides [≥", k / block, ", 1]), got strides ", w.strides.to_string()));
-  if (w.data == nullptr) fail("weight has no data");
+  // A packed-only weight (no natural data) is for the backend that packed it, which reads the
+  // packed form on every path.
+  if (w.data == nullptr && a.packed == nullptr) fail("weight has no data (and no packed form)");
   if (w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 != 0)
     fail("f32 weight is not 4-byte aligned; copy it first");
 
@@ -95,7 +97,7 @@ void validate(const LinearArgs& a) {
   const int64_t row_bytes = static_cast<int64_t>(*dtype_bytes(w.dtype, static_cast<uint64_t>(k)));
   const int64_t stride_bytes = w.strides[0] * static_cast<int64_t>(dtype_info(w.dtype).block_bytes);
   const auto w_begin = reinterpret_cast<uintptr_t>(w.data);
-  if (overlaps(y_span, {w_begin, w_begin + static_cast<uintptr_t>((n - 1) * stride_bytes + row_bytes)}))
+  if (w.data && overlaps(y_span, {w_begin, w_begin + static_cast<uintptr_t>((n - 1) * stride_bytes + row_bytes)}))
     fail("y overlaps the weight");
   if (a.bias.data && overlaps(y_span, f32_span(a.bias.data, 1, n, n))) fail("y overlaps the bias");
 }
@@ -104,6 +106,7 @@ void validate(const LinearArgs& a) {
 // compared with (they accumulate in f32, or in int32 over quantized activations).
 void ref::linear(const LinearArgs& a) {
   validate(a);
+  if (a.weight.data == nullptr) fail("the reference reads the weight's natural data; this one is packed only");
   const int64_t m = a.x.shape[0], n = a.weight.shape[0], k = a.weight.shape[1];
   const auto* x = reinterpret_cast<const float*>(a.x.data);
   auto* y = reinterpret_cast<float*>(a.y.data);

@@ -153,9 +153,11 @@ Expected expect(const Weight& w, const std::vector<float>& x, const std::vector<
 
 // Runs linear with x rows `ldx` apart and y rows `ldy` apart (0: packed); returns y packed and
 // checks that the padding between y rows is untouched.
-// With `packed`: the weight as be.pack_linear_weight prepared it, passed beside the view.
+// With `packed`: the weight as be.pack_linear_weight prepared it, passed beside the view — or,
+// with `packed_only`, beside a view without data (a model that dropped the natural copy).
 std::vector<float> run(Backend& be, const Weight& w, const std::vector<float>& x, const std::vector<float>& bias,
-                       int64_t m, int64_t ldx = 0, int64_t ldy = 0, const PackedWeight* packed = nullptr) {
+                       int64_t m, int64_t ldx = 0, int64_t ldy = 0, const PackedWeight* packed = nullptr,
+                       bool packed_only = false) {
   const int64_t n = w.view().shape[0], k = w.view().shape[1];
   ldx = ldx ? ldx : k;
   ldy = ldy ? ldy : n;
@@ -174,6 +176,7 @@ std::vector<float> run(Backend& be, const Weight& w, const std::vector<float>& x
   a.y.shape = Shape{m, n};
   a.y.strides = Shape{ldy, 1};
   a.packed = packed;
+  if (packed_only) a.weight.data = nullptr;
   be.linear(a);
   be.synchronize();
   std::vector<float> y(m * n);
@@ -387,6 +390,10 @@ TEST_P(BackendTest, LinearPackedMatchesReference) {
         EXPECT_TRUE(within(y, e.y, int8 ? e.tol_int8 : e.tol_f32));
         const auto y_other = run(*other, w, x, bias, c.m, 0, 0, packed_other.get());
         EXPECT_EQ(std::memcmp(y.data(), y_other.data(), y.size() * 4), 0) << "results differ between 1 and 3 threads";
+        // Without the natural data every side reads the packed form (the vendor side unpacks its
+        // rows): the same bits.
+        const auto y_packed_only = run(backend(), w, x, bias, c.m, 0, 0, packed.get(), true);
+        EXPECT_EQ(std::memcmp(y.data(), y_packed_only.data(), y.size() * 4), 0) << "packed-only weight differs";
       }
     }
   }
@@ -540,6 +547,7 @@ TEST_P(BackendTest, LinearRejectsBadArguments) {
          a.y.shape = Shape{3, 6};
        }},
       {"needs a per-row scale", [&](LinearArgs& a) { a.weight = f8.view(); }},
+      {"weight has no data (and no packed form)", [&](LinearArgs& a) { a.weight.data = nullptr; }},
       {"scale is only used with f8_e4m3", [&](LinearArgs& a) { a.scale = const_view_of(other, Shape{6}); }},
       {"bias must have shape [6]",
        [&](LinearArgs& a) {

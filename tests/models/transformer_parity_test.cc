@@ -336,6 +336,24 @@ TEST_P(TransformerParity, PackedWeightsGiveEachSequenceItsOwnBits) {
     for (size_t i = 0; i < other.size(); ++i)
       ASSERT_NEAR(want_prompt[i], other[i], 1e-4 * (1 + std::abs(other[i])))
           << quant << " packed vs natural, logit " << i;
+
+    // The natural copies --quant made are freed once packed (the packed form is their only copy):
+    // the packed model holds about what the unpacked one does (plus a tied head's packed copy and
+    // the 16-row padding), not both forms.
+    EXPECT_LT(model->weight_memory_bytes(), unpacked->weight_memory_bytes() * 3 / 2) << quant;
+    // The vendor side unpacks the packed-only weights' rows into the natural blocks and dequantizes
+    // them as it does the natural copy: the same bits as the unpacked model's vendor side.
+    backend_->set_kernel_preference(KernelPreference::kVendor);
+    SeqState e(*pool_), f(*pool_);
+    e.reserve(n);
+    f.reserve(n);
+    const SeqInput on_e[] = {{t, 0, e.pages(), true}}, on_f[] = {{t, 0, f.pages(), true}};
+    const auto vendor_packed_only = forward(*model, on_e);
+    const auto vendor_natural = forward(*unpacked, on_f);
+    backend_->set_kernel_preference(KernelPreference::kAuto);
+    ASSERT_EQ(vendor_packed_only.size(), vendor_natural.size());
+    EXPECT_EQ(std::memcmp(vendor_packed_only.data(), vendor_natural.data(), vendor_natural.size() * sizeof(float)), 0)
+        << quant << ": the vendor side differs between packed-only and natural weights";
   }
 }
 

@@ -73,6 +73,9 @@ class LanguageModel {
   virtual int64_t weight_bytes_per_token() const = 0;
   // Multiply-adds × 2 of the matmuls per token (attention excluded).
   virtual int64_t matmul_flops_per_token() const = 0;
+  // Bytes of weights the model holds in memory of its own, beside the mapped file: tensors
+  // converted or quantized while loading, and the backend's packed copies.
+  virtual int64_t weight_memory_bytes() const = 0;
 
   // Runs the new tokens of every sequence in `batch`, writing their K/V into their pages.
   // logits: [Σ (all_logits ? q_len : 1), vocab] f32, sequences in batch order; resized here.

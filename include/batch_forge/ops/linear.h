@@ -14,8 +14,10 @@ struct LinearArgs {
   ConstTensorView bias;    // [n] f32, or empty
   TensorView y;            // [m, n] f32, rows contiguous; overwritten
   // The same weight as Backend::pack_linear_weight(weight) prepared it, or null. `weight` stays
-  // the logical view (shapes, validation, the vendor path and the reference read it). Only the
-  // backend that made it may be given it.
+  // the logical view (dtype, shape and strides are validated as always). Its data may be null
+  // when `packed` is given — a packed-only weight, whose natural copy the model dropped — and the
+  // backend then reads the packed form on every path (the CPU vendor side unpacks rows of it);
+  // the scalar reference needs the data. Only the backend that made it may be given it.
   const PackedWeight* packed = nullptr;
 };
 

@@ -178,7 +178,7 @@ void linear(const CpuContext& ctx, const LinearArgs& args) {
   if (p.m == 0) return;
   switch (choose(ctx, p.wtype, p.m, packed != nullptr)) {
     case Path::kBlas:
-    case Path::kBlasDequant: return lin::vendor_linear(ctx, p);
+    case Path::kBlasDequant: return lin::vendor_linear(ctx, p, packed);
     case Path::kFloat:
       if (use_fused_gemv(ctx, p.wtype, p.m)) return lin::fgemv_avx512(ctx, p);
       return lin::fgemm(ctx, p);

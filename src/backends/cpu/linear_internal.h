@@ -53,7 +53,9 @@ struct Problem {
 inline constexpr int64_t kGemvMaxRows = 8;
 
 // ---- linear_vendor.cc ----------------------------------------------------------------------
-void vendor_linear(const CpuContext& ctx, const Problem& p);
+class PackedLinear;
+// `packed`: the weight's packed form, read instead of p.w when that is null (a packed-only weight).
+void vendor_linear(const CpuContext& ctx, const Problem& p, const PackedLinear* packed = nullptr);
 
 // ---- linear_dequant.cc ---------------------------------------------------------------------
 // Elements [k0, k0 + len) of one weight row (`row` points at element 0) as f32 into out[len];
@@ -142,6 +144,10 @@ class PackedLinear final : public PackedWeight {
   int64_t codes_offset(int64_t b) const { return (b / 2) * pair_bytes + 64 + (b % 2) * code_bytes; }
   const std::byte* scales(const std::byte* group, int64_t b) const { return group + scales_offset(b); }
   const std::byte* codes(const std::byte* group, int64_t b) const { return group + codes_offset(b); }
+  // Row j (< n) in the natural block layout (nb blocks of 34 or 18 bytes), the exact inverse of
+  // packing: the vendor side's source when the model keeps no natural copy (LinearArgs::weight
+  // without data).
+  void natural_row(int64_t j, std::byte* out) const;
 
   DType dtype;
   int64_t n, k;

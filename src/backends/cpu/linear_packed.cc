@@ -551,6 +551,21 @@ std::shared_ptr<const PackedLinear> pack_q8_q4(const CpuContext& ctx, const Cons
   return packed;
 }
 
+void PackedLinear::natural_row(int64_t j, std::byte* out) const {
+  const bool q8 = dtype == DType::kQ8_0;
+  const int64_t block_bytes = dtype_info(dtype).block_bytes;
+  const std::byte* g = group(j / kGroupRows);
+  const int64_t r = j % kGroupRows;
+  for (int64_t b = 0; b < nb; ++b) {
+    std::byte* blk = out + b * block_bytes;
+    std::memcpy(blk, scales(g, b) + 2 * r, 2);
+    const auto* c = reinterpret_cast<const uint8_t*>(codes(g, b));
+    auto* q = reinterpret_cast<uint8_t*>(blk + 2);
+    for (int v = 0; v < (q8 ? 8 : 4); ++v)
+      for (int e = 0; e < 4; ++e) q[4 * v + e] = q8 ? static_cast<uint8_t>(c[64 * v + 4 * r + e] ^ 0x80) : c[64 * v + 4 * r + e];
+  }
+}
+
 QLayoutSpec packed_layout(Isa isa, DType wtype) {
   return {QLayout::kNatural, kernels_for(isa, wtype == DType::kQ8_0).corr_mult};
 }

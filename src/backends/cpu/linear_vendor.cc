@@ -1,7 +1,9 @@
 // The vendor side of linear: OpenBLAS (the serial library) on row ranges of the weight, one range
 // per pool chunk, so our pool is the only one. A non-f32 weight is dequantized to f32 rows in a
 // per-thread scratch (≤ kScratchFloats at a time) and handed to the same calls: that is what
-// "vendor" means for a quantized weight, and what the benchmark compares our kernels with.
+// "vendor" means for a quantized weight, and what the benchmark compares our kernels with. A
+// packed-only weight (no natural data) is unpacked row by row into the natural blocks first, so
+// the dequantized rows are the same.
 #include <cblas.h>
 
 #include <algorithm>
@@ -36,7 +38,7 @@ void add_bias(const Problem& p, int64_t j0, int64_t j1) {
 
 }  // namespace
 
-void vendor_linear(const CpuContext& ctx, const Problem& p) {
+void vendor_linear(const CpuContext& ctx, const Problem& p, const PackedLinear* packed) {
   // OpenBLAS's sgemv rounds a row differently depending on how many rows one call covers, so the
   // split must not follow the thread count here (threads = 1: shape only).
   const int64_t grain = p.m == 1 ? stream_grain(p.k * 4, p.n, 1, 16) : kSgemmRows;
@@ -54,10 +56,18 @@ void vendor_linear(const CpuContext& ctx, const Problem& p) {
     thread_local std::vector<float> scratch;  // [rows, k] dequantized weight rows
     const int64_t rows = std::clamp<int64_t>(kScratchFloats / p.k, 1, j1 - j0);
     scratch.resize(static_cast<size_t>(rows * p.k));
+    thread_local std::vector<std::byte> natural;  // one row unpacked from `packed`, when p.w is null
+    if (!p.w) natural.resize(static_cast<size_t>(*dtype_bytes(p.wtype, static_cast<uint64_t>(p.k))));
     for (int64_t js = j0; js < j1; js += rows) {
       const int64_t nj = std::min(rows, j1 - js);
-      for (int64_t r = 0; r < nj; ++r)
-        dequant(p.wtype, p.row(js + r), 0, p.k, p.row_scale(js + r), scratch.data() + r * p.k);
+      for (int64_t r = 0; r < nj; ++r) {
+        const std::byte* row = natural.data();
+        if (p.w)
+          row = p.row(js + r);
+        else
+          packed->natural_row(js + r, natural.data());
+        dequant(p.wtype, row, 0, p.k, p.row_scale(js + r), scratch.data() + r * p.k);
+      }
       blas_rows(p, scratch.data(), p.k, js, nj);
     }
     add_bias(p, j0, j1);

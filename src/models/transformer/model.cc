@@ -74,6 +74,7 @@ class Model final : public LanguageModel {
   }
 
   int64_t matmul_flops_per_token() const override { return 2 * weights_.matmul_params; }
+  int64_t weight_memory_bytes() const override { return weights_.memory_bytes(); }
 
   void forward(std::span<const SeqInput> batch, const KvCacheView& kv, std::vector<float>& logits) override;
 
@@ -176,7 +177,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
     // q, k, v: rows `ld` floats apart — the columns of one fused matmul's output, read in place by
     // RoPE, the K/V copy and attention, or three matmuls' own outputs.
     int64_t ld_q = nq, ld_kv = nkv;
-    if (w.qkv.weight.data) {
+    if (w.qkv.present()) {
       float* qkv = scratch_.get(backend_, 9, rows * (nq + 2 * nkv));  // [rows, q | k | v]
       linear(w.qkv, h, rows, dim, qkv, nq + 2 * nkv);
       q = qkv, k = qkv + nq, v = qkv + nq + nkv;
@@ -219,7 +220,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
     norm(w.mlp_norm, x, rows, h);
     if (c.mlp == MlpKind::kSwiGlu) {
-      if (w.gate_up.weight.data) {  // silu_mul reads the two halves of each row in place
+      if (w.gate_up.present()) {  // silu_mul reads the two halves of each row in place
         float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
         linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
         backend_.silu_mul({readonly(strided(gu, {rows, ffn}, {2 * ffn, 1})),

@@ -74,12 +74,15 @@ class Binder {
     return parts;
   }
 
-  ConstTensorView matrix(const std::string& name, ConstTensorView* scale) {
+  // `droppable`: a copy quantized here may be freed once packed (not the embedding table, which
+  // the embedding op gathers from).
+  ConstTensorView matrix(const std::string& name, ConstTensorView* scale, bool droppable = true) {
     const TensorInfo& t = file_.tensor(name);
     ConstTensorView v = file_.file().view(t);
     if (const TensorInfo* s = file_.scale_tensor(name)) *scale = vector_of(*s);
     const bool float_type = v.dtype == DType::kF32 || v.dtype == DType::kF16 || v.dtype == DType::kBF16;
-    if (scheme_ && float_type && v.shape[1] % ops::quant_scheme_info(*scheme_).block == 0) return quantize(v, scale);
+    if (scheme_ && float_type && v.shape[1] % ops::quant_scheme_info(*scheme_).block == 0)
+      return quantize(v, scale, droppable);
     if (aligned(v)) return v;
     // A file written without alignment (by another tool): copy once rather than fault on loads.
     const size_t bytes = *dtype_bytes(v.dtype, static_cast<uint64_t>(v.numel()));
@@ -90,7 +93,7 @@ class Binder {
 
   // The embedding table: its type must be one the embedding op reads; fp8 is widened to f32.
   ConstTensorView embedding(const std::string& name, ConstTensorView* scale) {
-    ConstTensorView v = matrix(name, scale);
+    ConstTensorView v = matrix(name, scale, false);
     if (v.dtype != DType::kF8E4M3) return v;
     const int64_t n = v.shape[0], k = v.shape[1];
     auto buffer = backend_.allocate(static_cast<size_t>(n * k) * sizeof(float));
@@ -153,7 +156,7 @@ class Binder {
       parts.push_back(l);
       at += n * row_bytes;
     }
-    w_.owned.push_back(std::move(buffer));
+    w_.quantized.push_back(std::move(buffer));
     return parts;
   }
 
@@ -184,7 +187,7 @@ class Binder {
     return f;
   }
 
-  ConstTensorView quantize(const ConstTensorView& v, ConstTensorView* scale) {
+  ConstTensorView quantize(const ConstTensorView& v, ConstTensorView* scale, bool droppable) {
     const int64_t n = v.shape[0], k = v.shape[1];
     const int64_t row_bytes = ops::quantized_row_bytes(*scheme_, k);
     const ops::QuantSchemeInfo& info = ops::quant_scheme_info(*scheme_);
@@ -199,14 +202,15 @@ class Binder {
       if (scales) reinterpret_cast<float*>(scales->data())[r] = s;
     }
     if (scales) *scale = own(std::move(scales), DType::kF32, {n});
-    return own(std::move(buffer), info.dtype, {n, k});
+    return own(std::move(buffer), info.dtype, {n, k}, droppable);
   }
 
-  ConstTensorView own(std::unique_ptr<Buffer> buffer, DType dtype, std::initializer_list<int64_t> dims) {
+  ConstTensorView own(std::unique_ptr<Buffer> buffer, DType dtype, std::initializer_list<int64_t> dims,
+                      bool quantized_matmul = false) {
     const Shape shape(dims);
     ConstTensorView v = ConstTensorView::contiguous(
         {buffer->data(), static_cast<size_t>(*dtype_bytes(dtype, static_cast<uint64_t>(shape.numel())))}, dtype, shape);
-    w_.owned.push_back(std::move(buffer));
+    (quantized_matmul ? w_.quantized : w_.owned).push_back(std::move(buffer));
     return v;
   }
 
@@ -217,21 +221,27 @@ class Binder {
   bool fuse_;
 };
 
+// Every matmul weight view of the model, the parts of fused groups included.
+template <typename W, typename Fn>  // W: Weights or const Weights
+void for_each_linear(W& w, Fn&& fn) {
+  for (auto& lw : w.layers)
+    for (auto* l : {&lw.query, &lw.key, &lw.value, &lw.output, &lw.gate, &lw.up, &lw.down, &lw.qkv, &lw.gate_up}) fn(*l);
+  fn(w.head);
+}
+
 // Each matmul the forward pass runs (a fused group instead of its parts), prepared by the backend.
-// The views stay: validation, the vendor side and the reference read them, and a tied head's view
-// is the embedding table.
 void pack(Weights& w, Backend& backend) {
   auto one = [&](LinearWeights& l) {
     if (l.weight.data) l.packed = backend.pack_linear_weight(l.weight);
   };
   for (LayerWeights& lw : w.layers) {
-    if (lw.qkv.weight.data) {
+    if (lw.qkv.present()) {
       one(lw.qkv);
     } else {
       one(lw.query), one(lw.key), one(lw.value);
     }
     one(lw.output);
-    if (lw.gate_up.weight.data) {
+    if (lw.gate_up.present()) {
       one(lw.gate_up);
     } else {
       one(lw.gate), one(lw.up);
@@ -239,6 +249,39 @@ void pack(Weights& w, Backend& backend) {
     one(lw.down);
   }
   one(w.head);
+}
+
+// Frees the natural copies of weights quantized while loading that are packed: a quantized
+// buffer goes when every view into it belongs to a packed weight, or to a part of a fused group
+// the forward runs packed (the parts are then never read). The views keep shape and dtype with
+// null data. A file's own quantized weights are the mapping and cost nothing; they stay.
+void drop_natural_copies(Weights& w) {
+  auto inside = [](const std::unique_ptr<Buffer>& b, const ConstTensorView& v) {
+    const auto at = reinterpret_cast<uintptr_t>(v.data), begin = reinterpret_cast<uintptr_t>(b->data());
+    return at >= begin && at < begin + b->size();
+  };
+  auto still_read = [&](const std::unique_ptr<Buffer>& b) {
+    if (inside(b, w.embed)) return true;
+    bool read = false;
+    for (LayerWeights& lw : w.layers) {
+      const bool qkv_packed = lw.qkv.packed != nullptr, gate_up_packed = lw.gate_up.packed != nullptr;
+      for (const LinearWeights* l : {&lw.query, &lw.key, &lw.value})
+        if (!qkv_packed && !l->packed && inside(b, l->weight)) read = true;
+      for (const LinearWeights* l : {&lw.gate, &lw.up})
+        if (!gate_up_packed && !l->packed && inside(b, l->weight)) read = true;
+      for (const LinearWeights* l : {&lw.output, &lw.down, &lw.qkv, &lw.gate_up})
+        if (!l->packed && inside(b, l->weight)) read = true;
+    }
+    return read || (!w.head.packed && inside(b, w.head.weight));
+  };
+  for (std::unique_ptr<Buffer>& b : w.quantized) {
+    if (still_read(b)) continue;
+    for_each_linear(w, [&](LinearWeights& l) {
+      if (inside(b, l.weight)) l.weight.data = nullptr;
+    });
+    b.reset();
+  }
+  std::erase(w.quantized, nullptr);
 }
 
 }  // namespace
@@ -280,8 +323,21 @@ Weights Weights::bind(const ModelFile& file, const Config& c, Backend& backend, 
   } else {
     w.head = b.linear("lm_head", false);
   }
-  if (options.pack_weights) pack(w, backend);
+  if (options.pack_weights) {
+    pack(w, backend);
+    drop_natural_copies(w);
+  }
   return w;
+}
+
+int64_t Weights::memory_bytes() const {
+  size_t bytes = 0;
+  for (const auto& b : owned) bytes += b->size();
+  for (const auto& b : quantized) bytes += b->size();
+  for_each_linear(*this, [&](const LinearWeights& l) {
+    if (l.packed) bytes += l.packed->bytes();
+  });
+  return static_cast<int64_t>(bytes);
 }
 
 }  // namespace bf::transformer
