@@ -49,5 +49,37 @@ TEST(MappingRss, OneGibFileDoesNotBecomeResident) {
   std::filesystem::remove(path);
 }
 
+// A tensor read once (quantized while loading) can leave the resident set: MappedFile::release
+// drops its pages, and reading it again gives the same bytes.
+TEST(MappingRss, ReleasedTensorLeavesTheResidentSetAndKeepsItsBytes) {
+  constexpr uint64_t kTensorBytes = uint64_t{32} << 20;
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  header["a"] = {{"dtype", "F32"}, {"shape", {8192, 1024}}, {"data_offsets", {0, kTensorBytes}}};
+  header["b"] = {{"dtype", "F32"}, {"shape", {8192, 1024}}, {"data_offsets", {kTensorBytes, 2 * kTensorBytes}}};
+  std::vector<uint8_t> bytes = testing::header_bytes(header.dump());
+  const size_t data_offset = bytes.size();
+  bytes.resize(data_offset + 2 * kTensorBytes);
+  for (size_t i = data_offset; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  const auto path = testing::write_temp_file("release.safetensors", bytes);
+  {
+    const ModelFile m = ModelFile::open(path);
+    const TensorInfo& a = m.tensor("a");
+    auto checksum = [&] {
+      uint64_t sum = 0;
+      for (std::byte b : m.file().data(a)) sum = sum * 31 + static_cast<uint64_t>(b);
+      return sum;
+    };
+    const uint64_t before = resident_bytes();
+    const uint64_t first = checksum();
+    const uint64_t read = resident_bytes();
+    ASSERT_GT(read, before + (kTensorBytes * 3 / 4)) << "reading 32 MiB did not make it resident";
+    m.file().release(a);
+    const uint64_t released = resident_bytes();
+    EXPECT_LT(released, read - (kTensorBytes * 3 / 4)) << "RSS " << read << " → " << released << " after release";
+    EXPECT_EQ(checksum(), first) << "the bytes changed after release";
+  }
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace bf

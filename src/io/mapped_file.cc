@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -71,6 +72,17 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
   }
   return *this;
+}
+
+void MappedFile::release(std::span<const std::byte> range) const {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(range.data()), end = begin + range.size();
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  const auto mine = reinterpret_cast<uintptr_t>(data_);
+  if (first >= last || begin < mine || end > mine + size_) return;
+  // A private, never written, read-only mapping: the pages are the file's, so dropping them only
+  // means reading them again if asked. Advice: a refusal changes nothing either.
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

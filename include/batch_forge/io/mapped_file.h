@@ -25,6 +25,11 @@ class MappedFile {
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   size_t size() const { return size_; }
 
+  // Drops the pages wholly inside `range` (a part of bytes()) from this process's resident set:
+  // for data read once and kept in another form (a tensor quantized while loading). The page
+  // cache keeps them; reading them again faults them back in, so the bytes never change.
+  void release(std::span<const std::byte> range) const;
+
  private:
   const std::byte* data_ = nullptr;
   size_t size_ = 0;

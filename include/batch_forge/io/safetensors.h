@@ -75,6 +75,8 @@ class SafetensorsFile {
   uint64_t file_offset(const TensorInfo& t) const { return header_.data_offset + t.begin; }
   // A zero-copy view; throws Error(kUnsupported) for rank > kMaxRank.
   ConstTensorView view(const TensorInfo& t) const;
+  // The tensor's pages leave the resident set (MappedFile::release); its bytes stay readable.
+  void release(const TensorInfo& t) const { file_.release(data(t)); }
 
  private:
   SafetensorsFile(std::string path, MappedFile file, SafetensorsHeader header);

@@ -81,8 +81,11 @@ class Binder {
     ConstTensorView v = file_.file().view(t);
     if (const TensorInfo* s = file_.scale_tensor(name)) *scale = vector_of(*s);
     const bool float_type = v.dtype == DType::kF32 || v.dtype == DType::kF16 || v.dtype == DType::kBF16;
-    if (scheme_ && float_type && v.shape[1] % ops::quant_scheme_info(*scheme_).block == 0)
-      return quantize(v, scale, droppable);
+    if (scheme_ && float_type && v.shape[1] % ops::quant_scheme_info(*scheme_).block == 0) {
+      const ConstTensorView q = quantize(v, scale, droppable);
+      file_.file().release(t);  // read once: its pages need not stay resident
+      return q;
+    }
     if (aligned(v)) return v;
     // A file written without alignment (by another tool): copy once rather than fault on loads.
     const size_t bytes = *dtype_bytes(v.dtype, static_cast<uint64_t>(v.numel()));
@@ -157,6 +160,7 @@ class Binder {
       at += n * row_bytes;
     }
     w_.quantized.push_back(std::move(buffer));
+    for (const std::string& p : prefixes) file_.file().release(file_.tensor(p + ".weight"));
     return parts;
   }
 
