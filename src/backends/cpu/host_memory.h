@@ -8,7 +8,7 @@
 // and the hardware prefetchers stop at each page's end. Measured on this project's 2-core Xeon
 // (SmolLM2-135M, 2 threads): q4_0 decode 282 → 330 tok/s, 512-token prefill 2145 → 2552 tok/s,
 // and the bench's streaming read bandwidth 21 → 27 GB/s, when the same allocations sit in huge
-// pages (docs/cpu-linear.md).
+// pages (how it was measured: docs/cpu-linear.md).
 //
 // Two sources:
 //  * a block of at least kHugePageBytes gets a mapping of its own, 2 MiB aligned; its tail past
