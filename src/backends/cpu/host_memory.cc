@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <mutex>
 #include <new>
 #include <utility>
@@ -59,14 +58,10 @@ std::byte* cut(size_t bytes, Chunk*& chunk_out) {
   const size_t need = round_up(bytes, kAlign);
   std::lock_guard lock(chunks_mutex);
   if (!current_chunk || current_chunk->used + need > kChunkBytes) {
-    auto fresh = std::make_unique<Chunk>();
-    fresh->base = map_aligned(kChunkBytes);
-    // The chunk given up keeps living while blocks cut from it do; the last free unmaps it.
-    if (current_chunk && current_chunk->live == 0) {
-      unmap(current_chunk->base, kChunkBytes);
-      delete current_chunk;
-    }
-    current_chunk = fresh.release();
+    // The chunk given up lives while blocks cut from it do (it has some: a chunk whose last block
+    // is freed is unmapped then, current or not); that last free unmaps it.
+    std::byte* base = map_aligned(kChunkBytes);
+    current_chunk = new Chunk{base, 0, 0};
   }
   std::byte* p = current_chunk->base + current_chunk->used;
   current_chunk->used += need;

@@ -233,53 +233,46 @@ void for_each_linear(W& w, Fn&& fn) {
   fn(w.head);
 }
 
-// Each matmul the forward pass runs (a fused group instead of its parts), prepared by the backend.
-void pack(Weights& w, Backend& backend) {
-  auto one = [&](LinearWeights& l) {
-    if (l.weight.data) l.packed = backend.pack_linear_weight(l.weight);
-  };
+// The matmuls the forward pass runs: a fused group instead of its parts.
+template <typename Fn>
+void for_each_forward_linear(Weights& w, Fn&& fn) {
   for (LayerWeights& lw : w.layers) {
     if (lw.qkv.present()) {
-      one(lw.qkv);
+      fn(lw.qkv);
     } else {
-      one(lw.query), one(lw.key), one(lw.value);
+      fn(lw.query), fn(lw.key), fn(lw.value);
     }
-    one(lw.output);
+    fn(lw.output);
     if (lw.gate_up.present()) {
-      one(lw.gate_up);
+      fn(lw.gate_up);
     } else {
-      one(lw.gate), one(lw.up);
+      fn(lw.gate), fn(lw.up);
     }
-    one(lw.down);
+    fn(lw.down);
   }
-  one(w.head);
+  fn(w.head);
+}
+
+// Each of them prepared by the backend.
+void pack(Weights& w, Backend& backend) {
+  for_each_forward_linear(w, [&](LinearWeights& l) {
+    if (l.weight.data) l.packed = backend.pack_linear_weight(l.weight);
+  });
 }
 
 // Frees the natural copies of weights quantized while loading that are packed: a quantized
-// buffer goes when every view into it belongs to a packed weight, or to a part of a fused group
-// the forward runs packed (the parts are then never read). The views keep shape and dtype with
-// null data. A file's own quantized weights are the mapping and cost nothing; they stay.
+// buffer goes when no matmul the forward runs unpacked (nor the embedding) reads it — the parts
+// of a fused group are never read. The views into it keep shape and dtype with null data. A
+// file's own quantized weights are the mapping and cost nothing; they stay.
 void drop_natural_copies(Weights& w) {
   auto inside = [](const std::unique_ptr<Buffer>& b, const ConstTensorView& v) {
     const auto at = reinterpret_cast<uintptr_t>(v.data), begin = reinterpret_cast<uintptr_t>(b->data());
     return at >= begin && at < begin + b->size();
   };
-  auto still_read = [&](const std::unique_ptr<Buffer>& b) {
-    if (inside(b, w.embed)) return true;
-    bool read = false;
-    for (LayerWeights& lw : w.layers) {
-      const bool qkv_packed = lw.qkv.packed != nullptr, gate_up_packed = lw.gate_up.packed != nullptr;
-      for (const LinearWeights* l : {&lw.query, &lw.key, &lw.value})
-        if (!qkv_packed && !l->packed && inside(b, l->weight)) read = true;
-      for (const LinearWeights* l : {&lw.gate, &lw.up})
-        if (!gate_up_packed && !l->packed && inside(b, l->weight)) read = true;
-      for (const LinearWeights* l : {&lw.output, &lw.down, &lw.qkv, &lw.gate_up})
-        if (!l->packed && inside(b, l->weight)) read = true;
-    }
-    return read || (!w.head.packed && inside(b, w.head.weight));
-  };
   for (std::unique_ptr<Buffer>& b : w.quantized) {
-    if (still_read(b)) continue;
+    bool read = inside(b, w.embed);
+    for_each_forward_linear(w, [&](const LinearWeights& l) { read = read || (!l.packed && inside(b, l.weight)); });
+    if (read) continue;
     for_each_linear(w, [&](LinearWeights& l) {
       if (inside(b, l.weight)) l.weight.data = nullptr;
     });
