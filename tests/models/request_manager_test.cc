@@ -183,10 +183,13 @@ TEST_P(RequestManagerTest, CancelReturnsPages) {
   GenerationRequest r = greedy(prompt_, 200);
   r.ignore_eos = true;
   // The stream's callback cancels as soon as it can: the scheduler runs the tiny model faster than
-  // this thread would react.
+  // this thread would react. It waits for the handle, so the request cannot run to its length
+  // while this thread is descheduled between submit and the store (seen on a busy 2-core CI run).
   std::atomic<RequestHandle*> self{nullptr};
   auto h = rm.submit(r, [&] {
-    if (RequestHandle* p = self.load()) p->cancel();
+    RequestHandle* p = nullptr;
+    while (!(p = self.load())) std::this_thread::yield();
+    p->cancel();
   });
   self.store(h.get());
   const GenerationResult res = h->wait();
