@@ -304,16 +304,18 @@ TEST_P(BackendTest, LinearInt8IsExactOnRepresentableActivations) {
 TEST_P(BackendTest, LinearPropagatesNaNFromActivations) {
   for (DType t : {DType::kF32, DType::kQ8_0, DType::kQ4_0, DType::kF16}) {
     for (int64_t m : {1, 10}) {
-      const int64_t n = 9, k = 64;
-      const Weight w = random_weight(t, n, k, 3);
-      auto x = random_normal(m * k, 4);
-      x[5] = std::numeric_limits<float>::quiet_NaN();  // row 0
-      for (KernelPreference side : kSides) {
-        backend().set_kernel_preference(side);
-        const auto y = run(backend(), w, x, {}, m);
-        for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(y[j])) << dtype_name(t) << " m=" << m << " j=" << j;
-        for (int64_t i = 1; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isfinite(y[i * n + j])) << dtype_name(t);
+      for (int64_t k : {64, 576}) {  // 576: the NaN inside a run of 16 blocks quantized together
+        const int64_t n = 9;
+        const Weight w = random_weight(t, n, k, 3);
+        auto x = random_normal(m * k, 4);
+        x[5] = std::numeric_limits<float>::quiet_NaN();  // row 0
+        for (KernelPreference side : kSides) {
+          backend().set_kernel_preference(side);
+          const auto y = run(backend(), w, x, {}, m);
+          for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(y[j])) << dtype_name(t) << " m=" << m << " j=" << j;
+          for (int64_t i = 1; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isfinite(y[i * n + j])) << dtype_name(t);
+        }
       }
     }
   }
@@ -364,7 +366,7 @@ TEST_P(BackendTest, LinearPackedMatchesReference) {
     int k_index;
   };
   // m = 1, n = 90: a 4-group GEMV tile and a partial one; m = 69: AMX blocks and a vector tail.
-  constexpr Case kCases[] = {{1, 1, 0},  {1, 33, 3}, {1, 90, 2},   {2, 7, 1},   {3, 70, 2}, {5, 17, 0},
+  constexpr Case kCases[] = {{1, 1, 0},  {1, 33, 3}, {1, 90, 2},  {2, 7, 1},   {3, 70, 2}, {5, 17, 0},
                              {8, 45, 3}, {9, 31, 1}, {13, 16, 2}, {40, 50, 1}, {69, 37, 3}};
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
     for (const Case& c : kCases) {
@@ -500,7 +502,9 @@ TEST(LinearPacked, EveryIsaGivesTheSameBits) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
     const int64_t m = 69, n = 37, k = 32 * 27;
     const Weight w = random_weight(t, n, k, 800);
-    const auto x = random_normal(m * k, 801);
+    auto x = random_normal(m * k, 801);
+    std::fill_n(x.begin() + 3 * k + 32 * 5, 32, 0.0f);  // a zero block: scale 0, codes 0
+    std::fill_n(x.begin() + 4 * k, k, 0.0f);            // a zero row
     const auto bias = random_normal(n, 802);
     const auto packed = backends[0]->pack_linear_weight(w.view());
     const auto first = run(*backends[0], w, x, bias, m, 0, 0, packed.get());

@@ -153,16 +153,11 @@ void run_column_item(const FlashKernels& kernels, const AttentionArgs& args, con
   tile.l = tile.m + kTileRows;               // [rp]
   tile.corr = tile.l + kTileRows;            // [rp]
 
-  // Transpose Q in, d outer: strided loads from the q rows (cached after the first d) are cheaper
-  // than strided stores. Padding rows are zero queries; they sort after the real rows, are never
+  // Q in, transposed. Padding rows are zero queries; they sort after the real rows, are never
   // masked, never written.
   const float* q_rows[kTileRows];  // [rows]
   for (int64_t r = 0; r < rows; ++r) q_rows[r] = tr.q(r);
-  for (int64_t d = 0; d < hd; ++d) {
-    float* qt = tile.qt + d * rp;  // [rp]
-    for (int64_t r = 0; r < rows; ++r) qt[r] = q_rows[r][d] * op.q_scale;
-    std::fill(qt + rows, qt + rp, 0.0f);
-  }
+  kernels.load_q(tile, q_rows, rows, op.q_scale);
   std::fill(tile.ot, tile.ot + hd * rp, 0.0f);
   std::fill(tile.m, tile.m + rp, -std::numeric_limits<float>::infinity());
   std::fill(tile.l, tile.l + rp, 0.0f);
@@ -184,10 +179,9 @@ void run_column_item(const FlashKernels& kernels, const AttentionArgs& args, con
 
   float* inv_l = tile.corr;  // [rp] reused: 1 / l, one division per row instead of per element
   for (int64_t r = 0; r < rows; ++r) inv_l[r] = 1.0f / tile.l[r];
-  for (int64_t r = 0; r < rows; ++r) {
-    float* o = tr.out(r);
-    for (int64_t d = 0; d < hd; ++d) o[d] = tile.ot[d * rp + r] * inv_l[r];
-  }
+  float* out_rows[kTileRows];  // [rows]
+  for (int64_t r = 0; r < rows; ++r) out_rows[r] = tr.out(r);
+  kernels.store_out(tile, out_rows, rows, inv_l);
 }
 
 void run_row_item(const FlashRowKernels& kernels, const AttentionArgs& args, const Operands& op, const WorkItem& item,

@@ -68,6 +68,22 @@ void accumulate_scalar(const FlashTile& tile, const float* const* values, int64_
   }
 }
 
+// Strided loads from the q rows (cached after the first d) are cheaper than strided stores.
+void load_q_scalar(const FlashTile& tile, const float* const* q_rows, int64_t rows, float scale) {
+  const int64_t rp = tile.rows_pad;
+  for (int64_t d = 0; d < tile.head_dim; ++d) {
+    float* qt = tile.qt + d * rp;  // [rp]
+    for (int64_t r = 0; r < rows; ++r) qt[r] = q_rows[r][d] * scale;
+    std::fill(qt + rows, qt + rp, 0.0f);
+  }
+}
+
+void store_out_scalar(const FlashTile& tile, float* const* out_rows, int64_t rows, const float* inv_l) {
+  const int64_t rp = tile.rows_pad;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = 0; d < tile.head_dim; ++d) out_rows[r][d] = tile.ot[d * rp + r] * inv_l[r];
+}
+
 // ---- AVX2: 8 rows per vector -----------------------------------------------------------------
 
 // Sᵀ for NR keys × RV row vectors; qt and st start at the tile's first row vector.
@@ -306,15 +322,76 @@ BF_TARGET_AVX512 void accumulate_avx512(const FlashTile& tile, const float* cons
   }
 }
 
+// v[i] ← column i of the 16 × 16 matrix whose rows are v[0 … 15]: pairs of rows interleaved,
+// then pairs of pairs, then 128-bit quarters regrouped (64 shuffles).
+BF_TARGET_AVX512 inline void transpose16(__m512 (&v)[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // quarter c of t[2i]: (2i, 4c) (2i+1, 4c) (2i, 4c+1) (2i+1, 4c+1)
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // quarter c of u[4i + j]: rows 4i … 4i+3 of column 4c + j
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int j = 0; j < 4; ++j) {  // column 4c + j: quarter c of u[j], u[4 + j], u[8 + j], u[12 + j]
+    const __m512 ab_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), ab_hi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE);
+    const __m512 cd_lo = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512 cd_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
+    v[j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);
+    v[4 + j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);
+    v[8 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+    v[12 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+  }
+}
+
+// 16 × 16 blocks through registers (the same one multiply per element as the scalar loops).
+BF_TARGET_AVX512 void load_q_avx512(const FlashTile& tile, const float* const* q_rows, int64_t rows, float scale) {
+  const int64_t rp = tile.rows_pad, hd = tile.head_dim;
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+    const int64_t nd = std::min<int64_t>(16, hd - d0);
+    const auto dmask = static_cast<__mmask16>((1u << nd) - 1);
+    for (int64_t r0 = 0; r0 < rp; r0 += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i)
+        v[i] =
+            r0 + i < rows ? _mm512_mul_ps(_mm512_maskz_loadu_ps(dmask, q_rows[r0 + i] + d0), s) : _mm512_setzero_ps();
+      transpose16(v);
+      for (int64_t i = 0; i < nd; ++i) _mm512_store_ps(tile.qt + (d0 + i) * rp + r0, v[i]);
+    }
+  }
+}
+
+BF_TARGET_AVX512 void store_out_avx512(const FlashTile& tile, float* const* out_rows, int64_t rows,
+                                       const float* inv_l) {
+  const int64_t rp = tile.rows_pad, hd = tile.head_dim;
+  for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+    const int64_t nd = std::min<int64_t>(16, hd - d0);
+    const auto dmask = static_cast<__mmask16>((1u << nd) - 1);
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) v[i] = i < nd ? _mm512_load_ps(tile.ot + (d0 + i) * rp + r0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0); ++i)
+        _mm512_mask_storeu_ps(out_rows[r0 + i] + d0, dmask, _mm512_mul_ps(v[i], _mm512_set1_ps(inv_l[r0 + i])));
+    }
+  }
+}
+
 }  // namespace
 
 FlashKernels flash_kernels(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512: return {scores_avx512, softmax_avx512, accumulate_avx512};
-    case Isa::kAvx2: return {scores_avx2, softmax_avx2, accumulate_avx2};
+    case Isa::kAvx512: return {scores_avx512, softmax_avx512, accumulate_avx512, load_q_avx512, store_out_avx512};
+    case Isa::kAvx2: return {scores_avx2, softmax_avx2, accumulate_avx2, load_q_scalar, store_out_scalar};
     case Isa::kScalar: break;
   }
-  return {scores_scalar, softmax_scalar, accumulate_scalar};
+  return {scores_scalar, softmax_scalar, accumulate_scalar, load_q_scalar, store_out_scalar};
 }
 
 }  // namespace bf::cpu::attn

@@ -74,6 +74,10 @@ struct FlashKernels {
   void (*softmax)(const FlashTile& tile, int64_t n_keys);
   // Oᵀ[d, r] ← Oᵀ[d, r] · corr[r] + Σ_t values[t][d] · Sᵀ[t, r]. values[t]: [head_dim].
   void (*accumulate)(const FlashTile& tile, const float* const* values, int64_t n_keys);
+  // Qᵀ[d, r] = q_rows[r][d] · scale for r < rows; 0 for the padding rows up to rows_pad.
+  void (*load_q)(const FlashTile& tile, const float* const* q_rows, int64_t rows, float scale);
+  // out_rows[r][d] = Oᵀ[d, r] · inv_l[r] for r < rows, d < head_dim.
+  void (*store_out)(const FlashTile& tile, float* const* out_rows, int64_t rows, const float* inv_l);
 };
 FlashKernels flash_kernels(Isa isa);
 

@@ -297,13 +297,14 @@ BF_TARGET_AVX512 void tile_avx512(const Tile& t) {
 // the activations' row stride; TDPBSSD gives the 16 × 16 exact int32 block sums Σ w · x_q, the
 // very integers the VNNI tiles reach through the correction. Those go through memory (a tile has
 // no register path to zmm) and fold as everywhere: acc = fma(float(s), dw · dx, acc), so AMX rows
-// have the bits of every other ISA's. Two blocks per step on two tile sets, so one block's fold
-// overlaps the next block's tile work.
+// have the bits of every other ISA's. Two blocks per step on alternating tile sets (tile_amx).
 //
 // The fold is the price: per block and 16 × 16 outputs, 16 loads, conversions, multiplies and
-// FMAs, which on this project's Xeon (KVM, 2 cores) do not overlap the tile instructions — a
-// micro-benchmark of the loop ran 18 ns per block pair for the tile work alone, 27 ns for the
-// fold alone and 40–45 ns for both, in either program order. So the tile unit wins only where the
+// FMAs, which on this project's Xeon (KVM, 2 cores) barely overlap the tile instructions — a
+// micro-benchmark of one block's work ran 3.1 ns for the A load, 3.7 ns for the B load (from L2),
+// 5.6 ns for the store, 8.4 ns for the fold, and 20–24 ns for all of it in any order tried. The
+// fold's 16 accumulators must stay in registers: with them spilled (a rolled loop) the 512-token
+// prefill ran 9 % slower. So the tile unit wins only where the
 // VNNI tiles' broadcasts and nibble unpacking cost more than the fold: measured (2 threads) q4_0
 // 4096² m = 128 in 4.7–4.8 ms against 5.6–5.8 ms, SmolLM2-135M's 512-token prefill 2–5 % faster,
 // but its 16-sequence decode batch 10 % slower (the codes are unpacked in a pass of their own for
@@ -317,13 +318,13 @@ struct alignas(64) AmxConfig {  // the LDTILECFG operand, palette 1
   uint8_t rows[16] = {};
 };
 
-// Tiles: 0, 1 activations (16 rows × 32 bytes) of blocks b, b + 1; 2, 3 codes (8 × 64); 4, 5 sums
-// (16 × 16 int32).
+// Tiles: 0, 1 activations (16 rows × 32 bytes) of blocks b, b + 1; 2, 3 codes (8 × 64); 4, 5 and
+// 6, 7 sums (16 × 16 int32) of alternate steps.
 BF_TARGET_AMX void amx_configure() {
   AmxConfig c;
   for (int t : {0, 1}) c.rows[t] = 16, c.colsb[t] = 32;
   for (int t : {2, 3}) c.rows[t] = 8, c.colsb[t] = 64;
-  for (int t : {4, 5}) c.rows[t] = 16, c.colsb[t] = 64;
+  for (int t : {4, 5, 6, 7}) c.rows[t] = 16, c.colsb[t] = 64;
   // Not _tile_loadconfig: GCC 12's version names only the first 8 bytes of its operand as read,
   // and the stores of the rest are then dropped as dead.
   __asm__ volatile("ldtilecfg %0" : : "m"(c));
@@ -355,6 +356,17 @@ BF_TARGET_AMX void unpack_signed(const PackedLinear& w, const std::byte* group, 
   }
 }
 
+// acc[r] = fma(float(s[r]), dw · dx[r], acc[r]) for one block's 16 × 16 sums s.
+BF_TARGET_AMX inline __attribute__((always_inline)) void fold_block(__m512 (&acc)[16], const int32_t* s,
+                                                                    const std::byte* scales, const float* dx,
+                                                                    int64_t ldd) {
+  const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales)));
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r)
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s + 16 * r)),
+                             _mm512_mul_ps(dw, _mm512_set1_ps(dx[r * ldd])), acc[r]);
+}
+
 // Rows t.i0 … t.i0 + 15 of group t.g0, from the signed codes `codes` (unpack_signed). The caller
 // has configured the tiles.
 BF_TARGET_AMX void tile_amx(const Tile& t, const std::byte* codes) {
@@ -365,63 +377,82 @@ BF_TARGET_AMX void tile_amx(const Tile& t, const std::byte* codes) {
   const float* dx = a.dx_row(t.i0);
   const int64_t lda = a.nb_padded * 32, ldd = a.nb_padded;
   alignas(64) int32_t sums[2][2][16 * 16];  // [step parity][block of the step]
-  __m512 acc[16];
+  __m512 acc[16];                           // every loop over it unrolled, so it is 16 registers and never memory
+#pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
-  // Step s multiplies blocks 2s, 2s + 1 into sums[s % 2] and then folds step s − 1's, so the
-  // vector units fold while the tile unit multiplies (the tile registers are not renamed: a step's
-  // loads wait for the previous step's products).
-  const int64_t steps = (w.nb + 1) / 2;
-  for (int64_t st = 0; st <= steps; ++st) {
+  // Step s multiplies blocks 2s, 2s + 1 into tiles 4, 5 (s even) or 6, 7 (s odd). Iteration s
+  // folds step s − 2, issues step s's products and only then stores step s − 1's, whose products
+  // have had a whole step to finish: the stores wait on nothing, and no tile is reused before the
+  // store that reads it. (Against the order products, their own stores, then the previous fold: 9–13 %
+  // faster in a loop over one group's blocks.) An odd last block runs alone after the pairs.
+  const int64_t steps = w.nb / 2;
+  for (int64_t st = 0; st <= steps + 1; ++st) {
+    if (st >= 2) {
+      const int64_t b = 2 * (st - 2);
+      fold_block(acc, sums[st % 2][0], w.scales(group, b), dx + b, ldd);
+      fold_block(acc, sums[st % 2][1], w.scales(group, b + 1), dx + b + 1, ldd);
+    }
     if (st < steps) {
       const int64_t b = 2 * st;
-      int32_t* out = sums[st % 2][0];
       _tile_loadd(0, x + 32 * b, lda);
       _tile_loadd(2, codes + 512 * b, 64);
-      _tile_zero(4);
-      _tile_dpbssd(4, 0, 2);
-      if (b + 1 < w.nb) {
-        _tile_loadd(1, x + 32 * (b + 1), lda);
-        _tile_loadd(3, codes + 512 * (b + 1), 64);
+      _tile_loadd(1, x + 32 * (b + 1), lda);
+      _tile_loadd(3, codes + 512 * (b + 1), 64);
+      if (st % 2 == 0) {
+        _tile_zero(4);
+        _tile_dpbssd(4, 0, 2);
         _tile_zero(5);
         _tile_dpbssd(5, 1, 3);
-      }
-      _tile_stored(4, out, 64);
-      if (b + 1 < w.nb) _tile_stored(5, out + 256, 64);
-    }
-    if (st > 0) {
-      const int64_t b = 2 * (st - 1);
-      for (int h = 0; h < 2 && b + h < w.nb; ++h) {
-        const int32_t* s = sums[(st - 1) % 2][h];
-        const __m512 dw =
-            _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w.scales(group, b + h))));
-        for (int r = 0; r < 16; ++r)
-          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s + 16 * r)),
-                                   _mm512_mul_ps(dw, _mm512_set1_ps(dx[r * ldd + b + h])), acc[r]);
+      } else {
+        _tile_zero(6);
+        _tile_dpbssd(6, 0, 2);
+        _tile_zero(7);
+        _tile_dpbssd(7, 1, 3);
       }
     }
+    if (st >= 1 && st <= steps) {
+      int32_t* out = sums[(st - 1) % 2][0];
+      if ((st - 1) % 2 == 0) {
+        _tile_stored(4, out, 64);
+        _tile_stored(5, out + 256, 64);
+      } else {
+        _tile_stored(6, out, 64);
+        _tile_stored(7, out + 256, 64);
+      }
+    }
+  }
+  if (w.nb % 2 != 0) {
+    const int64_t b = w.nb - 1;
+    _tile_loadd(0, x + 32 * b, lda);
+    _tile_loadd(2, codes + 512 * b, 64);
+    _tile_zero(4);
+    _tile_dpbssd(4, 0, 2);
+    _tile_stored(4, sums[0][0], 64);
+    fold_block(acc, sums[0][0], w.scales(group, b), dx + b, ldd);
   }
   const Problem& p = *t.p;
   const int64_t j0 = t.g0 * kGroup, nr = std::min(kGroup, p.n - j0);
   const __mmask16 valid = static_cast<__mmask16>((1u << nr) - 1);
   const __m512 bias = p.bias ? _mm512_maskz_loadu_ps(valid, p.bias + j0) : _mm512_setzero_ps();
+#pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) {
     float* y = p.y + (t.i0 + r) * p.ldy + j0;
     _mm512_mask_storeu_ps(y, valid, p.bias ? _mm512_add_ps(acc[r], bias) : acc[r]);
   }
 }
 
-// Rows [0, m16) of groups [g_begin, g_end) (m16 a multiple of 16). The first 16-row tile
-// unpacks each group's codes as it reaches it (the weight's one pass from memory, overlapped with
-// that tile's products); every later 16-row tile of activations (in L1) meets all the groups in
-// turn, their unpacked codes streaming from L2 in order.
-void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts, int64_t m16, int64_t g_begin,
-              int64_t g_end) {
+// Rows [r_begin, r_end) of groups [g_begin, g_end) (both row bounds multiples of 16). The first
+// 16-row tile unpacks each group's codes as it reaches it (the weight's one pass from memory,
+// overlapped with that tile's products); every later 16-row tile of activations (in L1) meets all
+// the groups in turn, their unpacked codes streaming from L2 in order.
+void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts, int64_t r_begin, int64_t r_end,
+              int64_t g_begin, int64_t g_end) {
   thread_local AlignedVector<std::byte> codes;  // per pool thread, kept between calls
   const int64_t group_codes = w.nb * 512;
   codes.resize(static_cast<size_t>((g_end - g_begin) * group_codes));
   auto group_codes_of = [&](int64_t g) { return codes.data() + (g - g_begin) * group_codes; };
   amx_configure();
-  Tile t{&p, &w, &acts, 0, 0, false, nullptr};
+  Tile t{&p, &w, &acts, r_begin, 0, false, nullptr};
   for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) {
     if (w.dtype == DType::kQ8_0)
       unpack_signed<true>(w, w.group(t.g0), group_codes_of(t.g0));
@@ -429,9 +460,37 @@ void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts
       unpack_signed<false>(w, w.group(t.g0), group_codes_of(t.g0));
     tile_amx(t, group_codes_of(t.g0));
   }
-  for (t.i0 = 16; t.i0 < m16; t.i0 += 16)
+  for (t.i0 = r_begin + 16; t.i0 < r_end; t.i0 += 16)
     for (t.g0 = g_begin; t.g0 < g_end; ++t.g0) tile_amx(t, group_codes_of(t.g0));
   amx_release();
+}
+
+// Rows [0, m16) on the tile unit, over the pool in items of (rows, groups). Rows are cut into as
+// many parts as there are threads, down to kAmxPartRows each, and the groups only as far as the
+// threads still need items or a part's unpacked codes outgrow kAmxCodesBytes (they are re-read
+// from L2 by every row tile). Cutting rows first keeps each thread on its own share of the
+// activations instead of every thread reading all of them. Measured on SmolLM2-135M's q4_0
+// prefill shapes (m = 512, 2 threads, medians of 15 alternating rounds), items of whole groups
+// only (the GEMV's split) against this: q/k/v 960 × 576 641 → 524 µs, output 576 × 576 411 → 363,
+// down 576 × 1536 1004 → 925, gate/up 3072 × 576 (two group parts) 1633 → 1677.
+constexpr int64_t kAmxPartRows = 128;
+constexpr int64_t kAmxCodesBytes = int64_t{1} << 20;
+
+void amx_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& w, const QuantizedActs& acts,
+                int64_t m16) {
+  const int64_t threads = ctx.pool->size(), row_tiles = m16 / 16;
+  const int64_t row_parts = std::clamp<int64_t>(m16 / kAmxPartRows, 1, threads);
+  const int64_t group_codes = w.nb * 512;
+  const int64_t group_parts = std::min(
+      w.groups,
+      std::max((threads + row_parts - 1) / row_parts, (w.groups * group_codes + kAmxCodesBytes - 1) / kAmxCodesBytes));
+  ctx.pool->parallel_for(row_parts * group_parts, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = i / group_parts, g = i % group_parts;
+      amx_rows(p, w, acts, 16 * (r * row_tiles / row_parts), 16 * ((r + 1) * row_tiles / row_parts),
+               g * w.groups / group_parts, (g + 1) * w.groups / group_parts);
+    }
+  });
 }
 
 // ---- dispatch ----------------------------------------------------------------------------------
@@ -442,8 +501,8 @@ void amx_rows(const Problem& p, const PackedLinear& w, const QuantizedActs& acts
 // others read them).
 struct Kernels {
   int rows = 1, groups = 1;
-  int gemv_groups = 1;       // groups per tile when m = 1
-  TileFn gemv[4] = {};       // m = 1, [G − 1]
+  int gemv_groups = 1;  // groups per tile when m = 1
+  TileFn gemv[4] = {};  // m = 1, [G − 1]
   TileFn alone[6][2] = {};
   TileFn first[6][2] = {};
   TileFn rest[6][2] = {};
@@ -562,7 +621,8 @@ void PackedLinear::natural_row(int64_t j, std::byte* out) const {
     const auto* c = reinterpret_cast<const uint8_t*>(codes(g, b));
     auto* q = reinterpret_cast<uint8_t*>(blk + 2);
     for (int v = 0; v < (q8 ? 8 : 4); ++v)
-      for (int e = 0; e < 4; ++e) q[4 * v + e] = q8 ? static_cast<uint8_t>(c[64 * v + 4 * r + e] ^ 0x80) : c[64 * v + 4 * r + e];
+      for (int e = 0; e < 4; ++e)
+        q[4 * v + e] = q8 ? static_cast<uint8_t>(c[64 * v + 4 * r + e] ^ 0x80) : c[64 * v + 4 * r + e];
   }
 }
 
@@ -584,9 +644,9 @@ void packed_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& 
   const int64_t tile_groups = gemv ? kern.gemv_groups : kern.groups;
   int64_t grain = stream_grain(w.group_bytes, w.groups, ctx.pool->size(), tile_groups);
   grain = (grain + tile_groups - 1) / tile_groups * tile_groups;
+  if (m_amx > 0) amx_linear(ctx, p, w, acts, m_amx);
+  if (row_tiles == 0) return;
   ctx.pool->parallel_for(w.groups, grain, [&](int64_t g_begin, int64_t g_end) {
-    if (m_amx > 0) amx_rows(p, w, acts, m_amx, g_begin, g_end);
-    if (row_tiles == 0) return;
     thread_local AlignedVector<std::byte> scratch;  // per pool thread, kept between calls
     if (kern.scratch && row_tiles > 1) scratch.resize(static_cast<size_t>(w.nb * kern.groups * 512));
     Tile t{&p, &w, &acts, 0, 0, false, scratch.data()};

@@ -82,7 +82,7 @@ BF_TARGET_AVX2 void quantize_row_avx2(const float* x, int64_t nb, int8_t* q, flo
   }
 }
 
-BF_TARGET_AVX512 void quantize_row_avx512(const float* x, int64_t nb, int8_t* q, float* dx, int32_t* sum) {
+BF_TARGET_AVX512 void quantize_blocks_avx512(const float* x, int64_t nb, int8_t* q, float* dx, int32_t* sum) {
   const __m512 fmax = _mm512_set1_ps(FLT_MAX);
   for (int64_t b = 0; b < nb; ++b, x += kBlock, q += kBlock) {
     __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
@@ -97,6 +97,71 @@ BF_TARGET_AVX512 void quantize_row_avx512(const float* x, int64_t nb, int8_t* q,
     dx[b] = finite ? max / 127.0f : kNaN;
     sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
+}
+
+// Lane j of the result: the max (or int32 sum) of the 16 lanes of v[j], exact in any order. Four rounds of shuffles
+// halve the vectors while folding their lanes, then one permutation puts block j at lane j: 46 instructions for 16
+// blocks, against 8 for each block's own reduction.
+template <bool kAdd>  // integer add of int32 lanes, else max of floats
+BF_TARGET_AVX512 inline __m512 combine(__m512 u, __m512 v) {
+  return kAdd ? _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(u), _mm512_castps_si512(v)))
+              : _mm512_max_ps(u, v);
+}
+
+template <bool kAdd>
+BF_TARGET_AVX512 inline __m512 reduce16(const __m512 (&v)[16]) {
+  constexpr auto op = combine<kAdd>;
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; ++i)  // 128-bit quarters: [a0 ∘ a2, a1 ∘ a3, b0 ∘ b2, b1 ∘ b3]
+    w[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)  // quarter c: vector 4i + c's 4 partial lanes
+    x[i] = op(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88), _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)  // within quarters: 2 lanes each of two vectors
+    y[i] = op(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44), _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xEE));
+  const __m512 z = op(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xDD));
+  // Lane 4c + p of z holds vector c + 4p.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, z);
+}
+
+// 16 blocks at a time: the per-block maxima and sums reduced together (reduce16), the scales
+// divided as one vector — the same IEEE operations per block as quantize_blocks_avx512, so the
+// same bytes. A group of blocks holding a NaN or an infinity takes the block-by-block path.
+BF_TARGET_AVX512 void quantize_row_avx512(const float* x, int64_t nb, int8_t* q, float* dx, int32_t* sum) {
+  const __m512 fmax = _mm512_set1_ps(FLT_MAX);
+  int64_t b = 0;
+  for (; b + 16 <= nb; b += 16) {
+    const float* xb = x + b * kBlock;
+    __m512 amax[16];
+    __mmask16 bad = 0;
+    for (int j = 0; j < 16; ++j) {
+      const __m512 a0 = _mm512_abs_ps(_mm512_loadu_ps(xb + kBlock * j));
+      const __m512 a1 = _mm512_abs_ps(_mm512_loadu_ps(xb + kBlock * j + 16));
+      bad |= _mm512_cmp_ps_mask(a0, fmax, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, fmax, _CMP_NLE_UQ);
+      amax[j] = _mm512_max_ps(a0, a1);
+    }
+    if (bad != 0) {
+      quantize_blocks_avx512(xb, 16, q + b * kBlock, dx + b, sum + b);
+      continue;
+    }
+    const __m512 max = reduce16<false>(amax);
+    const __mmask16 positive = _mm512_cmp_ps_mask(max, _mm512_setzero_ps(), _CMP_GT_OQ);
+    alignas(64) float id[16];
+    _mm512_store_ps(id, _mm512_maskz_div_ps(positive, _mm512_set1_ps(127.0f), max));
+    _mm512_storeu_ps(dx + b, _mm512_div_ps(max, _mm512_set1_ps(127.0f)));
+    __m512 s[16];
+    for (int j = 0; j < 16; ++j) {
+      const __m512 d = _mm512_set1_ps(id[j]);
+      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + kBlock * j), d));
+      const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + kBlock * j + 16), d));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (b + j) * kBlock), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (b + j) * kBlock + 16), _mm512_cvtepi32_epi8(q1));
+      s[j] = _mm512_castsi512_ps(_mm512_add_epi32(q0, q1));
+    }
+    const __m512 total = reduce16<true>(s);
+    _mm512_storeu_si512(sum + b, _mm512_castps_si512(total));
+  }
+  quantize_blocks_avx512(x + b * kBlock, nb - b, q + b * kBlock, dx + b, sum + b);
 }
 
 using QuantizeRowFn = void (*)(const float* x, int64_t nb, int8_t* q, float* dx, int32_t* sum);
