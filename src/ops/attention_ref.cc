@@ -140,4 +140,53 @@ void ref::attention(const AttentionArgs& args) {
   }
 }
 
+// kv_write: k and v rows any stride with dense heads (one copy of n_kv_heads · head_dim floats per
+// row); the caches contiguous, since every backend addresses a slot as slot · n_kv_heads · head_dim.
+void validate(const KvWriteArgs& args) {
+  auto bad = [](std::string_view message) { throw Error(ErrorCode::kInvalidArgument, "kv_write", message); };
+  auto check_rows = [&](const ConstTensorView& t, const char* name) {
+    if (t.shape.rank() != 3 || t.dtype != DType::kF32 || t.strides.rank() != 3)
+      bad(cat(name, " must be f32 [rows, n_kv_heads, head_dim] but is ", dtype_name(t.dtype), " ", t.shape));
+    if (t.numel() > 0 && (t.data == nullptr || t.strides[2] != 1 || t.strides[1] != t.shape[2] || t.strides[0] < 0))
+      bad(cat(name, " must have dense heads (strides [≥ 0, head_dim, 1]) and data but has strides ", t.strides));
+  };
+  auto check_cache = [&](const TensorView& t, const char* name) {
+    if (t.shape.rank() != 4 || t.dtype != DType::kF32)
+      bad(cat(name, " must be f32 [n_pages, page_size, n_kv_heads, head_dim] but is ", dtype_name(t.dtype), " ",
+              t.shape));
+    if (t.numel() > 0 && (t.data == nullptr || !t.is_contiguous()))
+      bad(cat(name, " must be contiguous with data but has strides ", t.strides, " for shape ", t.shape));
+  };
+  check_rows(args.k, "k");
+  check_rows(args.v, "v");
+  check_cache(args.k_cache, "k_cache");
+  check_cache(args.v_cache, "v_cache");
+  if (args.v.shape != args.k.shape) bad(cat("v must have k's shape ", args.k.shape, " but has ", args.v.shape));
+  if (args.v_cache.shape != args.k_cache.shape)
+    bad(cat("v_cache must have k_cache's shape ", args.k_cache.shape, " but has ", args.v_cache.shape));
+  const Shape& c = args.k_cache.shape;
+  if (args.k.shape[1] != c[2] || args.k.shape[2] != c[3])
+    bad(cat("rows of k ", args.k.shape, " do not fit the cache's [n_kv_heads, head_dim] = [", c[2], ", ", c[3], "]"));
+  const int64_t rows = args.k.shape[0], slots = c[0] * c[1];
+  if (static_cast<int64_t>(args.slots.size()) != rows)
+    bad(cat(args.slots.size(), " slots for ", rows, " rows of k and v"));
+  for (int64_t r = 0; r < rows; ++r)
+    if (args.slots[r] < 0 || args.slots[r] >= slots)
+      bad(cat("slots[", r, "] = ", args.slots[r], " is outside the cache's ", c[0], " pages of ", c[1], " slots"));
+}
+
+void ref::kv_write(const KvWriteArgs& args) {
+  validate(args);
+  const int64_t rows = args.k.shape[0], width = args.k.shape[1] * args.k.shape[2];
+  const auto* k = reinterpret_cast<const float*>(args.k.data);
+  const auto* v = reinterpret_cast<const float*>(args.v.data);
+  auto* kc = reinterpret_cast<float*>(args.k_cache.data);
+  auto* vc = reinterpret_cast<float*>(args.v_cache.data);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < width; ++i) {
+      kc[args.slots[r] * width + i] = k[r * args.k.strides[0] + i];
+      vc[args.slots[r] * width + i] = v[r * args.v.strides[0] + i];
+    }
+}
+
 }  // namespace bf::ops

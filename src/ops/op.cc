@@ -14,6 +14,7 @@ std::string_view op_kind_name(OpKind kind) {
     case OpKind::kSoftmax: return "softmax";
     case OpKind::kEmbedding: return "embedding";
     case OpKind::kAdd: return "add";
+    case OpKind::kKvWrite: return "kv_write";
   }
   return "?";
 }

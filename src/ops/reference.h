@@ -17,6 +17,7 @@ namespace bf::ops {
 
 void validate(const LinearArgs& args);
 void validate(const AttentionArgs& args);
+void validate(const KvWriteArgs& args);
 void validate(const RmsNormArgs& args);
 void validate(const LayerNormArgs& args);
 void validate(const RopeArgs& args);
@@ -34,6 +35,7 @@ namespace ref {
 
 void linear(const LinearArgs& args);
 void attention(const AttentionArgs& args);
+void kv_write(const KvWriteArgs& args);
 void rms_norm(const RmsNormArgs& args);
 void layer_norm(const LayerNormArgs& args);
 void rope(const RopeArgs& args);

@@ -79,6 +79,7 @@ class Backend {
 
   virtual void linear(const LinearArgs& args) = 0;
   virtual void attention(const AttentionArgs& args) = 0;
+  virtual void kv_write(const KvWriteArgs& args) = 0;
   virtual void rms_norm(const RmsNormArgs& args) = 0;
   virtual void layer_norm(const LayerNormArgs& args) = 0;
   virtual void rope(const RopeArgs& args) = 0;

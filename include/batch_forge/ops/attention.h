@@ -21,6 +21,18 @@ struct KvPagesView {
   ConstTensorView v;  // [n_pages, page_size, n_kv_heads, head_dim] f32
 };
 
+// The new tokens' K and V written into their slots of one layer's paged cache, before the attention
+// that reads them (vLLM's reshape_and_cache): row r of k and v goes to page slots[r] / page_size,
+// row slots[r] % page_size of k_cache and v_cache. Slots must be distinct (rows are copied in
+// parallel); every other slot is left as it was.
+struct KvWriteArgs {
+  ConstTensorView k;               // [n_rows, n_kv_heads, head_dim] f32; rows any stride, heads dense
+  ConstTensorView v;               // [n_rows, n_kv_heads, head_dim] f32, the same
+  std::span<const int64_t> slots;  // [n_rows], each in [0, n_pages · page_size)
+  TensorView k_cache;              // [n_pages, page_size, n_kv_heads, head_dim] f32, contiguous
+  TensorView v_cache;              // the same shape, contiguous
+};
+
 struct AttentionSeq {
   int64_t q_begin = 0;
   int64_t q_len = 0;

@@ -23,6 +23,7 @@ enum class OpKind {
   kSoftmax,
   kEmbedding,  // gather rows of a (possibly quantized) table
   kAdd,        // residual add
+  kKvWrite,    // new tokens' K and V into their paged-cache slots
 };
 
 std::string_view op_kind_name(OpKind kind);

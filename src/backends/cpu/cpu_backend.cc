@@ -125,6 +125,7 @@ BF_CPU_OP(silu_mul, SiluMulArgs)
 BF_CPU_OP(softmax, SoftmaxArgs)
 BF_CPU_OP(embedding, EmbeddingArgs)
 BF_CPU_OP(add, AddArgs)
+BF_CPU_OP(kv_write, KvWriteArgs)
 #undef BF_CPU_OP
 
 }  // namespace bf::cpu

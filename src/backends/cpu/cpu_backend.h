@@ -36,6 +36,7 @@ class CpuBackend final : public Backend {
   void softmax(const SoftmaxArgs& args) override;
   void embedding(const EmbeddingArgs& args) override;
   void add(const AddArgs& args) override;
+  void kv_write(const KvWriteArgs& args) override;
 
  private:
   CpuContext ctx() const { return {pool_, isa_, kernels_, batch_invariant_, amx_}; }

@@ -20,6 +20,9 @@ std::optional<KernelInfo> elementwise_kernel(const CpuContext& ctx, const OpDesc
     case OpKind::kAdd:
       if (desc.dtype != DType::kF32) return std::nullopt;  // activations are f32
       return ours(op_kind_name(desc.kind));
+    case OpKind::kKvWrite:
+      if (desc.dtype != DType::kF32) return std::nullopt;  // the cache is f32
+      return KernelInfo{"kv_write copy", false};
     case OpKind::kEmbedding:
       switch (desc.dtype) {
         case DType::kF32: return KernelInfo{"embedding f32 copy", false};

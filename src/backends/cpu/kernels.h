@@ -45,5 +45,6 @@ void silu_mul(const CpuContext& ctx, const SiluMulArgs& args);
 void softmax(const CpuContext& ctx, const SoftmaxArgs& args);
 void embedding(const CpuContext& ctx, const EmbeddingArgs& args);
 void add(const CpuContext& ctx, const AddArgs& args);
+void kv_write(const CpuContext& ctx, const KvWriteArgs& args);
 
 }  // namespace bf::cpu

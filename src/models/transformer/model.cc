@@ -106,6 +106,7 @@ class Model final : public LanguageModel {
   KvLayout kv_layout_;
   Scratch scratch_;
   std::vector<int32_t> ids_, positions_;
+  std::vector<int64_t> slots_;  // per row: its KV slot, page · page_size + offset
   std::vector<AttentionSeq> attn_seqs_;
 };
 
@@ -147,14 +148,16 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
   const int64_t ffn = c.hidden_dim, vocab = c.vocab_size;
 
   // Rows of the batch: every new token of every sequence, in order.
-  ids_.clear(), positions_.clear(), attn_seqs_.clear();
+  ids_.clear(), positions_.clear(), slots_.clear(), attn_seqs_.clear();
   int64_t n_out = 0;
   for (const SeqInput& in : batch) {
     const auto q_len = static_cast<int64_t>(in.tokens.size());
     attn_seqs_.push_back({static_cast<int64_t>(ids_.size()), q_len, in.n_past + q_len, in.pages});
     for (int64_t j = 0; j < q_len; ++j) {
+      const int64_t pos = in.n_past + j;
       ids_.push_back(in.tokens[j]);
-      positions_.push_back(static_cast<int32_t>(in.n_past + j));
+      positions_.push_back(static_cast<int32_t>(pos));
+      slots_.push_back(in.pages[static_cast<size_t>(pos / kv.page_size)] * kv.page_size + pos % kv.page_size);
     }
     n_out += in.all_logits ? q_len : 1;
   }
@@ -194,18 +197,16 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
     backend_.rope({qv, positions_.data(), theta});
     backend_.rope({strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}), positions_.data(), theta});
 
-    // K/V of each new token into its slot: page pages[pos / page_size], row pos % page_size.
-    // The pool is host memory on the CPU backend; a device backend will need a copy op here.
+    // K/V of each new token into its slot of this layer's pages.
     auto* k_pool = reinterpret_cast<float*>(kv.k.data) + l * layer_floats;
     auto* v_pool = reinterpret_cast<float*>(kv.v.data) + l * layer_floats;
-    for (const AttentionSeq& s : attn_seqs_) {
-      for (int64_t j = 0; j < s.q_len; ++j) {
-        const int64_t pos = s.kv_len - s.q_len + j, r = s.q_begin + j;
-        const int64_t at = (s.pages[static_cast<size_t>(pos / page)] * page + pos % page) * nkv;
-        std::memcpy(k_pool + at, k + r * ld_kv, static_cast<size_t>(nkv) * sizeof(float));
-        std::memcpy(v_pool + at, v + r * ld_kv, static_cast<size_t>(nkv) * sizeof(float));
-      }
-    }
+    KvWriteArgs w_kv;
+    w_kv.k = readonly(strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}));
+    w_kv.v = readonly(strided(v, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}));
+    w_kv.slots = slots_;
+    w_kv.k_cache = view(k_pool, {n_pages, page, c.n_kv_heads, hd});
+    w_kv.v_cache = view(v_pool, {n_pages, page, c.n_kv_heads, hd});
+    backend_.kv_write(w_kv);
     AttentionArgs a;
     a.q = readonly(qv);
     a.kv.k = cview(k_pool, {n_pages, page, c.n_kv_heads, hd});
@@ -220,7 +221,7 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
     norm(w.mlp_norm, x, rows, h);
     if (c.mlp == MlpKind::kSwiGlu) {
-      if (w.gate_up.present()) {  // silu_mul reads the two halves of each row in place
+      if (w.gate_up.present()) {                                 // silu_mul reads the two halves of each row in place
         float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
         linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
         backend_.silu_mul({readonly(strided(gu, {rows, ffn}, {2 * ffn, 1})),
