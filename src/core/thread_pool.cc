@@ -25,6 +25,9 @@ constexpr uint64_t generation_of(uint64_t s) { return s >> 32; }
 constexpr uint64_t next_of(uint64_t s) { return (s >> 16) & 0xFFFF; }
 constexpr uint64_t total_of(uint64_t s) { return s & 0xFFFF; }
 constexpr uint64_t kOneChunk = uint64_t{1} << 16;
+// A static job's word carries this in place of the next chunk (> kMaxChunks, so the dynamic
+// claim loop sees no chunk left); its chunks are claimed from ThreadPool::shares_ instead.
+constexpr uint64_t kStaticMark = 0xFFFF;
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,7 +41,8 @@ using SpinClock = std::chrono::steady_clock;
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<std::atomic<uint64_t>[]>(n_threads_)) {
   workers_.reserve(n_threads_ - 1);
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
@@ -53,7 +57,7 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int /*worker_index*/) {
+void ThreadPool::worker_loop(int worker_index) {
   uint64_t seen = 0;  // generation of the last job this worker looked at
   for (;;) {
     uint64_t s = state_.load(std::memory_order_acquire);
@@ -78,7 +82,10 @@ void ThreadPool::worker_loop(int /*worker_index*/) {
     }
     if (stop_requested_.load(std::memory_order_relaxed)) return;
     seen = generation_of(s);
-    run_chunks(seen);
+    if (next_of(s) == kStaticMark)
+      run_shares(seen, static_cast<int64_t>(total_of(s)), worker_index);
+    else
+      run_chunks(seen);
   }
 }
 
@@ -104,7 +111,34 @@ void ThreadPool::run_chunks(uint64_t generation) {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::run_shares(uint64_t generation, int64_t chunks, int self) {
+  for (int k = 0; k < n_threads_; ++k) {
+    const int t = (self + k) % n_threads_;
+    const auto end = static_cast<uint64_t>((t + 1) * chunks / n_threads_);
+    uint64_t s = shares_[t].load(std::memory_order_acquire);
+    for (;;) {
+      // A share of another generation: the job is over (its shares are rewritten only then).
+      if (s >> 32 != generation) return;
+      if ((s & 0xFFFFFFFF) >= end) break;
+      if (!shares_[t].compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      const auto c = static_cast<int64_t>(s & 0xFFFFFFFF);
+      const int64_t begin = c * job_chunk_, stop = std::min(job_n_, begin + job_chunk_);
+      t_inside_pool = true;
+      try {
+        (*job_)(begin, stop);
+      } catch (...) {
+        std::lock_guard lock(error_mutex_);
+        if (!first_error_) first_error_ = std::current_exception();
+      }
+      t_inside_pool = false;
+      chunks_done_.fetch_add(1, std::memory_order_acq_rel);
+      s = shares_[t].load(std::memory_order_acquire);
+    }
+  }
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                              Schedule schedule) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   // Chunking depends on n and grain only, never on the pool size or timing: a kernel that
@@ -123,14 +157,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
   chunks_done_.store(0, std::memory_order_relaxed);
   generation_ = (generation_ + 1) & 0xFFFFFFFF;
   if (generation_ == 0) generation_ = 1;  // 0 is the workers' initial "seen"
+  const bool shares = schedule == Schedule::kStatic;
+  if (shares)
+    for (int t = 0; t < n_threads_; ++t)
+      shares_[t].store(generation_ << 32 | static_cast<uint64_t>(t * static_cast<int64_t>(total) / n_threads_),
+                       std::memory_order_relaxed);
   // Publish (seq_cst, paired with the sleepers' seq_cst increment of sleeping_: either they see
   // the job, or we see them and wake them).
-  state_.store(generation_ << 32 | total, std::memory_order_seq_cst);
+  state_.store(generation_ << 32 | (shares ? kStaticMark << 16 : 0) | total, std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard lock(mutex_);
     work_cv_.notify_all();
   }
-  run_chunks(generation_);  // the caller works too
+  if (shares)  // the caller works too
+    run_shares(generation_, static_cast<int64_t>(total), 0);
+  else
+    run_chunks(generation_);
   // Wait for chunks other threads are still running: spin, then yield.
   const auto deadline = SpinClock::now() + std::chrono::microseconds(kSpinMicros);
   bool spinning = true;

@@ -13,11 +13,20 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace bf {
+
+// How a job's chunks meet the threads. Dynamic: each thread claims the next free chunk. Static:
+// thread t (the caller is 0) first runs the chunks of its own share, chunks [t·C/T, (t+1)·C/T)
+// of C, and only then helps with the others'; so an op that splits rows the way the previous one
+// did finds its rows in its own core's cache (on a 2-core KVM Xeon a 1.2 MB buffer written by one
+// core read at 82 GB/s there and 22 GB/s from the other). Which thread runs a chunk never
+// changes the chunks themselves, nor therefore the bits.
+enum class Schedule { kDynamic, kStatic };
 
 class ThreadPool {
  public:
@@ -33,7 +42,8 @@ class ThreadPool {
   // (except the last; at most 256 chunks), spread over the pool; returns when all are done. The first exception a
   // chunk throws is rethrown here after every chunk has finished. Not reentrant: a chunk must
   // not call parallel_for on the same pool (it runs inline instead if it does).
-  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn,
+                    Schedule schedule = Schedule::kDynamic);
 
   // The process-wide pool, created on first use with default_thread_count() threads.
   static ThreadPool& global();
@@ -46,6 +56,8 @@ class ThreadPool {
   void worker_loop(int worker_index);
   // Claims and runs chunks of job `generation` until none is left (or another job replaced it).
   void run_chunks(uint64_t generation);
+  // The same for a static job of `chunks` chunks, thread `self`'s share first.
+  void run_shares(uint64_t generation, int64_t chunks, int self);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -61,6 +73,8 @@ class ThreadPool {
   uint64_t generation_ = 0;         // of the last job; written under run_mutex_ only
   std::atomic<uint64_t> state_{0};  // the job word: generation | next chunk | chunks (thread_pool.cc)
   std::atomic<int64_t> chunks_done_{0};
+  // Static jobs: per thread, generation (32 bits) | next chunk of its share (32).
+  std::unique_ptr<std::atomic<uint64_t>[]> shares_;
   std::atomic<int> sleeping_{0};  // workers blocked (or about to block) on work_cv_
   std::atomic<bool> stop_requested_{false};
   std::mutex error_mutex_;

@@ -34,10 +34,12 @@ void silu_mul(const CpuContext& ctx, const SiluMulArgs& a) {
   // split does not change a bit).
   const int64_t rows = a.gate.shape[0], width = a.gate.shape[1];
   const int64_t lg = a.gate.strides[0], lu = a.up.strides[0], ly = a.y.strides[0];
-  ctx.pool->parallel_for(rows, rows_per_chunk(width),
-                         [&](int64_t r0, int64_t r1) {
-                           for (int64_t r = r0; r < r1; ++r) fn(gate + r * lg, up + r * lu, y + r * ly, width);
-                         });
+  ctx.pool->parallel_for(
+      rows, rows_per_chunk(width),
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) fn(gate + r * lg, up + r * lu, y + r * ly, width);
+      },
+      Schedule::kStatic);
 }
 
 void add(const CpuContext& ctx, const AddArgs& a) {

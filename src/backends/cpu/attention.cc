@@ -32,12 +32,15 @@ void kv_write(const CpuContext& ctx, const KvWriteArgs& args) {
   auto* kc = reinterpret_cast<float*>(args.k_cache.data);
   auto* vc = reinterpret_cast<float*>(args.v_cache.data);
   const size_t bytes = static_cast<size_t>(width) * sizeof(float);
-  ctx.pool->parallel_for(rows, std::max<int64_t>(1, 8192 / width), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      std::memcpy(kc + args.slots[r] * width, k + r * args.k.strides[0], bytes);
-      std::memcpy(vc + args.slots[r] * width, v + r * args.v.strides[0], bytes);
-    }
-  });
+  ctx.pool->parallel_for(
+      rows, std::max<int64_t>(1, 8192 / width),
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          std::memcpy(kc + args.slots[r] * width, k + r * args.k.strides[0], bytes);
+          std::memcpy(vc + args.slots[r] * width, v + r * args.v.strides[0], bytes);
+        }
+      },
+      Schedule::kStatic);
 }
 
 void attention(const CpuContext& ctx, const AttentionArgs& args) {

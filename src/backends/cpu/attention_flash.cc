@@ -49,8 +49,13 @@ struct Operands {
   float q_scale;  // scale · log2(e): scores come out in the log2 domain, ready for exp2
 };
 
-// Tiles in an order that balances threads: for each (sequence, KV head, head group), the causal
-// tiles with the most keys first, so the cheap ones fill the gaps at the end.
+// Tiles in token order (per sequence: tile by tile, every KV head and head group of a tile), so
+// that the pool's static shares (Schedule::kStatic) give each thread about the rows whose q the
+// projection before wrote into its cache, and whose output the projection after reads there.
+// Causal tiles grow with the token, so the first thread's share is the cheap half: it then helps
+// with the second share, which runs from its most expensive tile down so that what is left to
+// share at the end is small. (SmolLM2-135M 512-token prefill, alternating forwards: median 1–3 %
+// faster than the former order, most keys first, claimed dynamically.)
 std::vector<WorkItem> plan(const AttentionArgs& args, int64_t n_kv_heads, int64_t group) {
   const int64_t heads_per_tile = std::min(group, kTileRows);
   const int64_t tokens_per_tile = kTileRows / heads_per_tile;
@@ -59,14 +64,15 @@ std::vector<WorkItem> plan(const AttentionArgs& args, int64_t n_kv_heads, int64_
     const int64_t q_len = args.seqs[s].q_len;
     if (q_len == 0) continue;
     const int64_t n_tiles = (q_len + tokens_per_tile - 1) / tokens_per_tile;
-    for (int64_t g = 0; g < n_kv_heads; ++g)
-      for (int64_t hb = 0; hb < group; hb += heads_per_tile)
-        for (int64_t tile = n_tiles - 1; tile >= 0; --tile) {
+    for (int64_t tile = 0; tile < n_tiles; ++tile)
+      for (int64_t g = 0; g < n_kv_heads; ++g)
+        for (int64_t hb = 0; hb < group; hb += heads_per_tile) {
           const int64_t j0 = tile * tokens_per_tile;
           items.push_back({static_cast<int64_t>(s), g, g * group + hb, std::min(heads_per_tile, group - hb), j0,
                            std::min(tokens_per_tile, q_len - j0)});
         }
   }
+  std::reverse(items.begin() + static_cast<int64_t>(items.size()) / 2, items.end());
   return items;
 }
 
@@ -257,15 +263,18 @@ void flash_attention(const CpuContext& ctx, const AttentionArgs& args) {
   const FlashKernels column_kernels = flash_kernels(ctx.isa);
   const FlashRowKernels row_kernels = flash_row_kernels(ctx.isa);
   const size_t scratch_floats = flash_scratch_floats(op.head_dim);
-  ctx.pool->parallel_for(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
-    float* scratch = thread_scratch(scratch_floats);
-    for (int64_t i = begin; i < end; ++i) {
-      if (items[i].n_tokens * items[i].n_heads <= kRowTileMaxRows)
-        run_row_item(row_kernels, args, op, items[i], scratch);
-      else
-        run_column_item(column_kernels, args, op, items[i], scratch);
-    }
-  });
+  ctx.pool->parallel_for(
+      static_cast<int64_t>(items.size()), 1,
+      [&](int64_t begin, int64_t end) {
+        float* scratch = thread_scratch(scratch_floats);
+        for (int64_t i = begin; i < end; ++i) {
+          if (items[i].n_tokens * items[i].n_heads <= kRowTileMaxRows)
+            run_row_item(row_kernels, args, op, items[i], scratch);
+          else
+            run_column_item(column_kernels, args, op, items[i], scratch);
+        }
+      },
+      Schedule::kStatic);
 }
 
 }  // namespace bf::cpu::attn

@@ -27,7 +27,7 @@ inline int64_t rows_per_chunk(int64_t elems_per_row) {
 inline void parallel_flat(ThreadPool& pool, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   constexpr int64_t kBlock = 64;
   pool.parallel_for((n + kBlock - 1) / kBlock, kChunkElems / kBlock,
-                    [&](int64_t b, int64_t e) { fn(b * kBlock, std::min(n, e * kBlock)); });
+                    [&](int64_t b, int64_t e) { fn(b * kBlock, std::min(n, e * kBlock)); }, Schedule::kStatic);
 }
 
 inline const float* f32_data(const ConstTensorView& t) { return reinterpret_cast<const float*>(t.data); }

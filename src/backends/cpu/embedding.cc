@@ -25,21 +25,24 @@ void embedding(const CpuContext& ctx, const EmbeddingArgs& a) {
   if (a.table.dtype == DType::kBF16)
     half_fn = simd::select_isa<RowFn>(ctx.isa, &simd::scalar::half_row_to_f32<true>, &simd::avx2::half_row_to_f32<true>,
                                       &simd::avx512::half_row_to_f32<true>);
-  ctx.pool->parallel_for(a.n, rows_per_chunk(dim), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float* y = f32_data(a.y) + i * a.y.strides[0];  // [dim]
-      const int64_t id = a.ids[i];
-      if (a.table.dtype == DType::kF32 || half_fn) {
-        const std::byte* row = a.table.data + static_cast<size_t>(id * a.table.strides[0]) * elem_bytes;
-        if (half_fn)
-          half_fn(row, y, dim);
-        else
-          std::memcpy(y, row, static_cast<size_t>(dim) * 4);
-      } else {
-        ops::dequantize_row(a.table, id, std::span<float>(y, static_cast<size_t>(dim)));
-      }
-    }
-  });
+  ctx.pool->parallel_for(
+      a.n, rows_per_chunk(dim),
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          float* y = f32_data(a.y) + i * a.y.strides[0];  // [dim]
+          const int64_t id = a.ids[i];
+          if (a.table.dtype == DType::kF32 || half_fn) {
+            const std::byte* row = a.table.data + static_cast<size_t>(id * a.table.strides[0]) * elem_bytes;
+            if (half_fn)
+              half_fn(row, y, dim);
+            else
+              std::memcpy(y, row, static_cast<size_t>(dim) * 4);
+          } else {
+            ops::dequantize_row(a.table, id, std::span<float>(y, static_cast<size_t>(dim)));
+          }
+        }
+      },
+      Schedule::kStatic);
 }
 
 }  // namespace bf::cpu

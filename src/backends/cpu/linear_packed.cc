@@ -484,13 +484,16 @@ void amx_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& w, 
   const int64_t group_parts = std::min(
       w.groups,
       std::max((threads + row_parts - 1) / row_parts, (w.groups * group_codes + kAmxCodesBytes - 1) / kAmxCodesBytes));
-  ctx.pool->parallel_for(row_parts * group_parts, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t r = i / group_parts, g = i % group_parts;
-      amx_rows(p, w, acts, 16 * (r * row_tiles / row_parts), 16 * ((r + 1) * row_tiles / row_parts),
-               g * w.groups / group_parts, (g + 1) * w.groups / group_parts);
-    }
-  });
+  ctx.pool->parallel_for(
+      row_parts * group_parts, 1,
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t r = i / group_parts, g = i % group_parts;
+          amx_rows(p, w, acts, 16 * (r * row_tiles / row_parts), 16 * ((r + 1) * row_tiles / row_parts),
+                   g * w.groups / group_parts, (g + 1) * w.groups / group_parts);
+        }
+      },
+      Schedule::kStatic);
 }
 
 // ---- dispatch ----------------------------------------------------------------------------------

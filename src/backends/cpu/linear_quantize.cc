@@ -191,48 +191,51 @@ void quantize_acts(const CpuContext& ctx, const Problem& p, QLayout layout, int 
   out.corr.resize(static_cast<size_t>(p.m * np));
 
   const QuantizeRowFn quantize_row = quantize_row_for(ctx.isa);
-  ctx.pool->parallel_for(p.m, stream_grain(p.k * 4, p.m, ctx.pool->size(), 1), [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<int8_t> natural;  // [np * 32]: k order, before rearranging (split layout)
-    thread_local std::vector<float> dx;        // [np]
-    thread_local std::vector<int32_t> sum;     // [np]
-    dx.resize(static_cast<size_t>(np));
-    sum.resize(static_cast<size_t>(np));
-    if (layout == QLayout::kSplit16) natural.resize(static_cast<size_t>(np * kBlock));
-    for (int64_t i = i0; i < i1; ++i) {
-      int8_t* q = out.q.data() + i * np * kBlock;
-      int8_t* qn = layout == QLayout::kSplit16 ? natural.data() : q;
-      std::fill(dx.begin(), dx.end(), 0.0f);  // padding blocks: q = 0, dx = 0, corr = 0
-      std::fill(sum.begin(), sum.end(), 0);
-      std::memset(qn + nb * kBlock, 0, static_cast<size_t>((np - nb) * kBlock));
-      quantize_row(p.x + i * p.ldx, nb, qn, dx.data(), sum.data());
+  ctx.pool->parallel_for(
+      p.m, stream_grain(p.k * 4, p.m, ctx.pool->size(), 1),
+      [&](int64_t i0, int64_t i1) {
+        thread_local std::vector<int8_t> natural;  // [np * 32]: k order, before rearranging (split layout)
+        thread_local std::vector<float> dx;        // [np]
+        thread_local std::vector<int32_t> sum;     // [np]
+        dx.resize(static_cast<size_t>(np));
+        sum.resize(static_cast<size_t>(np));
+        if (layout == QLayout::kSplit16) natural.resize(static_cast<size_t>(np * kBlock));
+        for (int64_t i = i0; i < i1; ++i) {
+          int8_t* q = out.q.data() + i * np * kBlock;
+          int8_t* qn = layout == QLayout::kSplit16 ? natural.data() : q;
+          std::fill(dx.begin(), dx.end(), 0.0f);  // padding blocks: q = 0, dx = 0, corr = 0
+          std::fill(sum.begin(), sum.end(), 0);
+          std::memset(qn + nb * kBlock, 0, static_cast<size_t>((np - nb) * kBlock));
+          quantize_row(p.x + i * p.ldx, nb, qn, dx.data(), sum.data());
 
-      float* dxo = out.dx.data() + i * np;
-      int32_t* co = out.corr.data() + i * np;
-      switch (layout) {
-        case QLayout::kNatural:
-        case QLayout::kU8:
-          for (int64_t b = 0; b < np; ++b) dxo[b] = dx[b], co[b] = corr_mult * sum[b];
-          if (layout == QLayout::kU8)  // q + 128 as unsigned bytes: flip the sign bit
-            for (int64_t t = 0; t < nb * kBlock; ++t) q[t] = static_cast<int8_t>(q[t] ^ 0x80);
-          break;
-        case QLayout::kSplit16:
-          // Step s (blocks 16s..16s+15), group g (blocks 16s+4g+j, j < 4): 64 bytes holding the first
-          // 16 values of each of the 4 blocks, then 64 bytes of their last 16. Scales and
-          // corrections of the step in the order the GEMV's reduction produces sums: lane 4j + g
-          // holds block 16s + 4g + j.
-          for (int64_t s = 0; s < np / 16; ++s)
-            for (int g = 0; g < 4; ++g)
-              for (int j = 0; j < 4; ++j) {
-                const int64_t b = 16 * s + 4 * g + j;
-                for (int h = 0; h < 2; ++h)
-                  std::memcpy(q + s * 512 + g * 128 + h * 64 + j * 16, qn + b * kBlock + h * 16, 16);
-                dxo[16 * s + 4 * j + g] = dx[b];
-                co[16 * s + 4 * j + g] = corr_mult * sum[b];
-              }
-          break;
-      }
-    }
-  });
+          float* dxo = out.dx.data() + i * np;
+          int32_t* co = out.corr.data() + i * np;
+          switch (layout) {
+            case QLayout::kNatural:
+            case QLayout::kU8:
+              for (int64_t b = 0; b < np; ++b) dxo[b] = dx[b], co[b] = corr_mult * sum[b];
+              if (layout == QLayout::kU8)  // q + 128 as unsigned bytes: flip the sign bit
+                for (int64_t t = 0; t < nb * kBlock; ++t) q[t] = static_cast<int8_t>(q[t] ^ 0x80);
+              break;
+            case QLayout::kSplit16:
+              // Step s (blocks 16s..16s+15), group g (blocks 16s+4g+j, j < 4): 64 bytes holding the first
+              // 16 values of each of the 4 blocks, then 64 bytes of their last 16. Scales and
+              // corrections of the step in the order the GEMV's reduction produces sums: lane 4j + g
+              // holds block 16s + 4g + j.
+              for (int64_t s = 0; s < np / 16; ++s)
+                for (int g = 0; g < 4; ++g)
+                  for (int j = 0; j < 4; ++j) {
+                    const int64_t b = 16 * s + 4 * g + j;
+                    for (int h = 0; h < 2; ++h)
+                      std::memcpy(q + s * 512 + g * 128 + h * 64 + j * 16, qn + b * kBlock + h * 16, 16);
+                    dxo[16 * s + 4 * j + g] = dx[b];
+                    co[16 * s + 4 * j + g] = corr_mult * sum[b];
+                  }
+              break;
+          }
+        }
+      },
+      Schedule::kStatic);
 }
 
 }  // namespace bf::cpu::lin

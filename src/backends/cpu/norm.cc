@@ -33,7 +33,8 @@ namespace {
 
 void run_norm(const CpuContext& ctx, const NormRows& p, int64_t rows) {
   const auto fn = simd::select_isa(ctx.isa, &simd::scalar::norm_rows, &simd::avx2::norm_rows, &simd::avx512::norm_rows);
-  ctx.pool->parallel_for(rows, rows_per_chunk(p.dim), [&](int64_t begin, int64_t end) { fn(p, begin, end); });
+  ctx.pool->parallel_for(
+      rows, rows_per_chunk(p.dim), [&](int64_t begin, int64_t end) { fn(p, begin, end); }, Schedule::kStatic);
 }
 
 }  // namespace

@@ -41,12 +41,15 @@ void rope(const CpuContext& ctx, const RopeArgs& a) {
   for (int64_t i = 0; i < half; ++i) inv_freq[i] = ops::rope_inv_freq(i, head_dim, a.theta);
   const RopeRows p{f32_data(a.x), a.x.strides[0], a.x.strides[1], heads, head_dim, a.positions, inv_freq.data()};
   const auto fn = simd::select_isa(ctx.isa, &simd::scalar::rope_rows, &simd::avx2::rope_rows, &simd::avx512::rope_rows);
-  ctx.pool->parallel_for(rows, rows_per_chunk(heads * head_dim), [&](int64_t begin, int64_t end) {
-    // [2, half]: cos, sin of this row's angles, each on a 64-byte boundary: the rotation reads
-    // them with full-width loads, and loads straddling cache lines cost ~40% from DRAM (measured).
-    std::vector<float> table(2 * rope_table_stride(head_dim) + 16);
-    fn(p, begin, end, table.data() + (16 - reinterpret_cast<uintptr_t>(table.data()) / 4 % 16) % 16);
-  });
+  ctx.pool->parallel_for(
+      rows, rows_per_chunk(heads * head_dim),
+      [&](int64_t begin, int64_t end) {
+        // [2, half]: cos, sin of this row's angles, each on a 64-byte boundary: the rotation reads
+        // them with full-width loads, and loads straddling cache lines cost ~40% from DRAM (measured).
+        std::vector<float> table(2 * rope_table_stride(head_dim) + 16);
+        fn(p, begin, end, table.data() + (16 - reinterpret_cast<uintptr_t>(table.data()) / 4 % 16) % 16);
+      },
+      Schedule::kStatic);
 }
 
 }  // namespace bf::cpu

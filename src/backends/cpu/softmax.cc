@@ -29,7 +29,8 @@ void softmax(const CpuContext& ctx, const SoftmaxArgs& a) {
   const SoftmaxRows p{f32_data(a.x), a.x.strides[0], f32_data(a.y), a.y.strides[0], a.x.shape[1]};
   const auto fn =
       simd::select_isa(ctx.isa, &simd::scalar::softmax_rows, &simd::avx2::softmax_rows, &simd::avx512::softmax_rows);
-  ctx.pool->parallel_for(a.x.shape[0], rows_per_chunk(p.dim), [&](int64_t begin, int64_t end) { fn(p, begin, end); });
+  ctx.pool->parallel_for(
+      a.x.shape[0], rows_per_chunk(p.dim), [&](int64_t begin, int64_t end) { fn(p, begin, end); }, Schedule::kStatic);
 }
 
 }  // namespace bf::cpu
