@@ -194,8 +194,12 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
     }
     const auto theta = static_cast<float>(c.rope_theta);
     const TensorView qv = strided(q, {rows, c.n_heads, hd}, {ld_q, hd, 1});
-    backend_.rope({qv, positions_.data(), theta});
-    backend_.rope({strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}), positions_.data(), theta});
+    if (k == q + nq && ld_kv == ld_q) {  // fused: k's heads follow q's, one rotation for both (one table per row)
+      backend_.rope({strided(q, {rows, c.n_heads + c.n_kv_heads, hd}, {ld_q, hd, 1}), positions_.data(), theta});
+    } else {
+      backend_.rope({qv, positions_.data(), theta});
+      backend_.rope({strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}), positions_.data(), theta});
+    }
 
     // K/V of each new token into its slot of this layer's pages.
     auto* k_pool = reinterpret_cast<float*>(kv.k.data) + l * layer_floats;
