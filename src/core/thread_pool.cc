@@ -95,20 +95,23 @@ void ThreadPool::run_chunks(uint64_t generation) {
     do {
       if (generation_of(s) != generation || next_of(s) >= total_of(s)) return;
     } while (!state_.compare_exchange_weak(s, s + kOneChunk, std::memory_order_acq_rel, std::memory_order_acquire));
-    // The job's fields were written before its generation was published, and stay until every
-    // chunk, this one included, is done.
-    const int64_t c = static_cast<int64_t>(next_of(s));
-    const int64_t begin = c * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
-    t_inside_pool = true;
-    try {
-      (*job_)(begin, end);
-    } catch (...) {
-      std::lock_guard lock(error_mutex_);
-      if (!first_error_) first_error_ = std::current_exception();
-    }
-    t_inside_pool = false;
-    chunks_done_.fetch_add(1, std::memory_order_acq_rel);
+    run_chunk(static_cast<int64_t>(next_of(s)));
   }
+}
+
+void ThreadPool::run_chunk(int64_t c) {
+  // The job's fields were written before its generation was published, and stay until every
+  // chunk, this claimed one included, is done.
+  const int64_t begin = c * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
+  t_inside_pool = true;
+  try {
+    (*job_)(begin, end);
+  } catch (...) {
+    std::lock_guard lock(error_mutex_);
+    if (!first_error_) first_error_ = std::current_exception();
+  }
+  t_inside_pool = false;
+  chunks_done_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void ThreadPool::run_shares(uint64_t generation, int64_t chunks, int self) {
@@ -121,17 +124,7 @@ void ThreadPool::run_shares(uint64_t generation, int64_t chunks, int self) {
       if (s >> 32 != generation) return;
       if ((s & 0xFFFFFFFF) >= end) break;
       if (!shares_[t].compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-      const auto c = static_cast<int64_t>(s & 0xFFFFFFFF);
-      const int64_t begin = c * job_chunk_, stop = std::min(job_n_, begin + job_chunk_);
-      t_inside_pool = true;
-      try {
-        (*job_)(begin, stop);
-      } catch (...) {
-        std::lock_guard lock(error_mutex_);
-        if (!first_error_) first_error_ = std::current_exception();
-      }
-      t_inside_pool = false;
-      chunks_done_.fetch_add(1, std::memory_order_acq_rel);
+      run_chunk(static_cast<int64_t>(s & 0xFFFFFFFF));
       s = shares_[t].load(std::memory_order_acquire);
     }
   }

@@ -58,6 +58,8 @@ class ThreadPool {
   void run_chunks(uint64_t generation);
   // The same for a static job of `chunks` chunks, thread `self`'s share first.
   void run_shares(uint64_t generation, int64_t chunks, int self);
+  // Runs claimed chunk c of the current job, keeping its first exception, and counts it done.
+  void run_chunk(int64_t c);
 
   int n_threads_;
   std::vector<std::thread> workers_;
