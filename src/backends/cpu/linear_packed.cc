@@ -641,14 +641,14 @@ void packed_linear(const CpuContext& ctx, const Problem& p, const PackedLinear& 
   const int64_t m_amx = ctx.amx && p.m >= kAmxMinRows ? p.m / 16 * 16 : 0;
   // Rows in ⌈m / kern.rows⌉ tiles of nearly equal size (m = 8 on AVX-512: 4 + 4, not 6 + 2).
   const int64_t row_tiles = (p.m - m_amx + kern.rows - 1) / kern.rows;
+  if (m_amx > 0) amx_linear(ctx, p, w, acts, m_amx);
+  if (row_tiles == 0) return;
   // Chunks of whole tiles (an odd chunk would run every last group as a one-group tile), as long
-  // as stream_grain asks, for every m: one tile width per chunk (like the natural-layout GEMM's
+  // as stream_grain asks, for every m.
   const bool gemv = p.m == 1 && kern.gemv[0] != nullptr;
   const int64_t tile_groups = gemv ? kern.gemv_groups : kern.groups;
   int64_t grain = stream_grain(w.group_bytes, w.groups, ctx.pool->size(), tile_groups);
   grain = (grain + tile_groups - 1) / tile_groups * tile_groups;
-  if (m_amx > 0) amx_linear(ctx, p, w, acts, m_amx);
-  if (row_tiles == 0) return;
   ctx.pool->parallel_for(w.groups, grain, [&](int64_t g_begin, int64_t g_end) {
     thread_local AlignedVector<std::byte> scratch;  // per pool thread, kept between calls
     if (kern.scratch && row_tiles > 1) scratch.resize(static_cast<size_t>(w.nb * kern.groups * 512));

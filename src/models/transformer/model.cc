@@ -194,27 +194,26 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
     }
     const auto theta = static_cast<float>(c.rope_theta);
     const TensorView qv = strided(q, {rows, c.n_heads, hd}, {ld_q, hd, 1});
-    if (k == q + nq && ld_kv == ld_q) {  // fused: k's heads follow q's, one rotation for both (one table per row)
+    const TensorView k_rows = strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1});
+    if (w.qkv.present()) {  // k's heads follow q's in each row: one rotation (one table per row) for both
       backend_.rope({strided(q, {rows, c.n_heads + c.n_kv_heads, hd}, {ld_q, hd, 1}), positions_.data(), theta});
     } else {
       backend_.rope({qv, positions_.data(), theta});
-      backend_.rope({strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}), positions_.data(), theta});
+      backend_.rope({k_rows, positions_.data(), theta});
     }
 
     // K/V of each new token into its slot of this layer's pages.
-    auto* k_pool = reinterpret_cast<float*>(kv.k.data) + l * layer_floats;
-    auto* v_pool = reinterpret_cast<float*>(kv.v.data) + l * layer_floats;
     KvWriteArgs w_kv;
-    w_kv.k = readonly(strided(k, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}));
+    w_kv.k = readonly(k_rows);
     w_kv.v = readonly(strided(v, {rows, c.n_kv_heads, hd}, {ld_kv, hd, 1}));
     w_kv.slots = slots_;
-    w_kv.k_cache = view(k_pool, {n_pages, page, c.n_kv_heads, hd});
-    w_kv.v_cache = view(v_pool, {n_pages, page, c.n_kv_heads, hd});
+    w_kv.k_cache = view(reinterpret_cast<float*>(kv.k.data) + l * layer_floats, {n_pages, page, c.n_kv_heads, hd});
+    w_kv.v_cache = view(reinterpret_cast<float*>(kv.v.data) + l * layer_floats, {n_pages, page, c.n_kv_heads, hd});
     backend_.kv_write(w_kv);
     AttentionArgs a;
     a.q = readonly(qv);
-    a.kv.k = cview(k_pool, {n_pages, page, c.n_kv_heads, hd});
-    a.kv.v = cview(v_pool, {n_pages, page, c.n_kv_heads, hd});
+    a.kv.k = readonly(w_kv.k_cache);
+    a.kv.v = readonly(w_kv.v_cache);
     a.seqs = attn_seqs_;
     a.causal = true;
     a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -225,7 +224,8 @@ void Model::forward(std::span<const SeqInput> batch, const KvCacheView& kv, std:
 
     norm(w.mlp_norm, x, rows, h);
     if (c.mlp == MlpKind::kSwiGlu) {
-      if (w.gate_up.present()) {                                 // silu_mul reads the two halves of each row in place
+      if (w.gate_up.present()) {
+        // silu_mul reads the two halves of each row in place.
         float* gu = scratch_.get(backend_, 10, rows * 2 * ffn);  // [rows, 2·hidden]
         linear(w.gate_up, h, rows, dim, gu, 2 * ffn);
         backend_.silu_mul({readonly(strided(gu, {rows, ffn}, {2 * ffn, 1})),
